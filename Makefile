@@ -1,0 +1,44 @@
+# The two commands a new user needs: `make demo` (the full flow on the synthetic collection) and
+# `make test`. Both create .venv on first use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+PREFECT_PORT ?= 4200
+
+.PHONY: venv demo test bench ui deploy worker clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/genreflow run --data synthetic --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/train_input.py
+
+ui: $(STAMP)
+	PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+deploy: $(STAMP)
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m deployments.nightly
+
+worker: $(STAMP)
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+	$(BIN)/prefect worker start --pool genreflow-process --type process
+
+clean:
+	rm -rf $(VENV) runs .prefect

@@ -1,0 +1,98 @@
+"""The feature store's layout: every name, dtype, chunk shape and version lives here.
+
+Layout of a store (a Zarr v3 group, local path or any fsspec URL)::
+
+    <store>/                         root group, attrs["genreflow"] = StoreHeader
+      tracks/<genre>/<file name>     float16 array (frames, n_mels), chunks (CHUNK_FRAMES, n_mels),
+                                     Blosc/zstd; attrs = TrackRecord, with "complete": true written last
+      quarantine/<genre>/<file name> empty group; attrs = {"track_id", "reason", "source"}
+
+A track is complete only once its array's attributes say `"complete": true`; that update is the last write
+of an extraction, so a process killed earlier leaves an array that readers treat as missing. A store made
+with another `SCHEMA_VERSION` or another `FeatureConfig` is refused with an error that says which: one store
+holds one feature configuration, so a new configuration needs a new store path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA_VERSION = 1
+HEADER_KEY = "genreflow"
+TRACKS_GROUP = "tracks"
+QUARANTINE_GROUP = "quarantine"
+COMPLETE_FLAG = "complete"
+# 256 frames of 128 float16 bands is a 64 KiB chunk: a random 1 s crop touches one or two chunks,
+# a 30 s track is six.
+CHUNK_FRAMES = 256
+BLOSC_CNAME = "zstd"
+BLOSC_LEVEL = 5
+
+
+@dataclass(frozen=True)
+class SourceStamp:
+    """What identifies an audio file's content, so a changed file is re-extracted."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SourceStamp:
+        return cls(values["path"], int(values["size"]), int(values["mtime_ns"]), values["sha256"])
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """One complete track in the store: its label, source and shape."""
+
+    track_id: str
+    genre: str
+    n_frames: int
+    duration_s: float
+    source: SourceStamp
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {
+            "track_id": self.track_id,
+            "genre": self.genre,
+            "n_frames": self.n_frames,
+            "duration_s": self.duration_s,
+            "source": self.source.to_dict(),
+            COMPLETE_FLAG: True,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> TrackRecord:
+        return cls(
+            track_id=attrs["track_id"],
+            genre=attrs["genre"],
+            n_frames=int(attrs["n_frames"]),
+            duration_s=float(attrs["duration_s"]),
+            source=SourceStamp.from_dict(attrs["source"]),
+        )
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    """A file that could not be turned into features, and why."""
+
+    track_id: str
+    reason: str
+    source: SourceStamp
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {"track_id": self.track_id, "reason": self.reason, "source": self.source.to_dict()}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> QuarantineRecord:
+        return cls(attrs["track_id"], attrs["reason"], SourceStamp.from_dict(attrs["source"]))
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as asked (wrong version, other feature config, missing)."""
