@@ -1,0 +1,22 @@
+"""Shared test fixtures: where the real-music sample lives, and a quiet TensorFlow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def gtzan_mini() -> Path:
+    """The 70 real GTZAN tracks beside the checkout; tests that need them skip where they are absent."""
+    path = SHARED_DATA / "gtzan-mini"
+    if not path.is_dir():
+        pytest.skip(f"real-music sample not found at {path}")
+    return path
