@@ -1,0 +1,5 @@
+"""The `report` sub-command(s); being written."""
+
+
+def register(subparsers) -> None:
+    """Adds nothing yet."""

@@ -1,0 +1,5 @@
+"""The `run` sub-command(s); being written."""
+
+
+def register(subparsers) -> None:
+    """Adds nothing yet."""
