@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_CLIP_SECONDS: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
+DEFAULT_MODELS: tuple[str, ...] = ("baseline", "cnn", "rnn", "crnn")
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".au", ".flac", ".ogg", ".mp3")
 
 

@@ -20,3 +20,13 @@ def gtzan_mini() -> Path:
     if not path.is_dir():
         pytest.skip(f"real-music sample not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One temporary Prefect API (real server, throwaway database) shared by every test that needs one."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()

@@ -1,5 +1,84 @@
-"""The `run` sub-command(s); being written."""
+"""`genreflow run`: the whole flow (extract, train the grid, evaluate, report) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from genreflow.config import DEFAULT_CLIP_SECONDS, DEFAULT_MODELS
 
 
-def register(subparsers) -> None:
-    """Adds nothing yet."""
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the full flow: extract, train every model x clip length x seed, evaluate, report",
+        description=(
+            "Run the genreflow Prefect flow. Uses Prefect's ephemeral API unless PREFECT_API_URL points at a "
+            "server (then the run shows in its UI). Completed extraction and training are reused from the cache "
+            "folder, so running the same command again redoes only what failed or changed."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", default="synthetic", help="a GTZAN-layout folder <root>/<genre>/<file>, or 'synthetic'")
+    parser.add_argument("--tracks-per-genre", type=int, default=20, help="size of the synthetic collection")
+    parser.add_argument("--store", default="runs/store.zarr", help="Zarr feature store: local path or fsspec URL")
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="models to train")
+    parser.add_argument("--clips", nargs="+", type=float, default=list(DEFAULT_CLIP_SECONDS), help="clip lengths in seconds")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one training per seed")
+    parser.add_argument("--split", default="stratified", help="stratified | paper | fault-filtered | kfold:K")
+    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping on validation)")
+    parser.add_argument("--dask-address", default=None, help="existing Dask scheduler (default: a LocalCluster)")
+    parser.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
+    parser.add_argument("--out", default="runs/latest", help="output folder: summary, results, report")
+    parser.add_argument("--cache", default="runs/cache", help="persisted task results and trained models")
+    parser.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from flows.pipeline import GridFailed, genreflow_flow
+
+    failure: GridFailed | None = None
+    try:
+        genreflow_flow(
+            data=args.data,
+            tracks_per_genre=args.tracks_per_genre,
+            store=args.store,
+            models=args.models,
+            clip_seconds=args.clips,
+            seeds=args.seeds,
+            split=args.split,
+            epochs=args.epochs,
+            dask_address=args.dask_address,
+            workers=args.workers,
+            out=args.out,
+            cache=args.cache,
+        )
+    except GridFailed as error:
+        failure = error
+    summary_path = Path(args.out) / "summary.json"
+    print_summary(json.loads(summary_path.read_text()), summary_path)
+    if failure is not None:
+        print(f"\n{failure}\nRun the same command again to redo only the failed cells.")
+        return 1
+    return 0
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The closing table: one line per grid cell."""
+    lines = [f"{'model':<10}{'clip':>6}{'seed':>6}  {'status':<8}{'seconds':>9}{'track acc':>11}"]
+    for cell in summary["cells"]:
+        accuracy = "-" if cell["track_accuracy"] is None else f"{cell['track_accuracy']:.3f}"
+        lines.append(
+            f"{cell['model']:<10}{cell['clip_seconds']:>5g}s{cell['seed']:>6}  {cell['status']:<8}{cell['seconds']:>9.1f}{accuracy:>11}"
+        )
+        if cell.get("error"):
+            lines.append(f"    error: {cell['error']}")
+    return "\n".join(lines)
+
+
+def print_summary(summary: dict[str, Any], summary_path: Path) -> None:
+    print(format_summary(summary))
+    print(f"\nflow run {summary['flow_run_id']}: {summary['state']}")
+    print(f"summary: {summary_path}\nresults: {summary['results_path']}")

@@ -1,0 +1,86 @@
+"""Extraction as Prefect tasks: the per-track work runs on Dask, each batch of tracks is one visible task.
+
+Why not prefect-dask's `DaskTaskRunner`: with Prefect's ephemeral API every Dask worker process starts its
+own temporary Prefect server (measured here: a 4-task flow took 23-40 s against 4-8 s). Instead the flow
+owns one Dask cluster and runs one Prefect task per batch in its own threads; each batch task maps its
+tracks onto the cluster with plain Dask. Workers import no Prefect and no TensorFlow, and write their
+tracks straight into Zarr; only small outcomes come back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+
+from genreflow.config import FeatureConfig
+from storage.store import FeatureStore
+from tasks.collection import Collection, SourceTrack
+from tasks.extract import TrackOutcome, dask_client, extract_batch, plan_extraction
+
+TRACKS_PER_BATCH = 16
+
+
+@task(name="plan-extraction", cache_policy=NO_CACHE)
+def plan_task(collection: Collection, store: str, feature_config: FeatureConfig) -> list[SourceTrack]:
+    """Tracks that are missing, incomplete or changed in the store; reports the rest as skipped."""
+    plan = plan_extraction(collection, FeatureStore.create_or_open(store, feature_config))
+    logger = get_run_logger()
+    logger.info("%d tracks to extract, %d already complete in %s", len(plan.todo), len(plan.skipped), store)
+    for entry in collection.ignored:
+        logger.warning("ignored %s: %s", entry.path, entry.reason)
+    return plan.todo
+
+
+@task(name="extract-batch", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def extract_batch_task(
+    batch: list[SourceTrack], store: str, feature_config: FeatureConfig, min_seconds: float, scheduler: str
+) -> list[TrackOutcome]:
+    """Extract one batch on the run's Dask cluster; environment errors raise and are retried."""
+    with dask_client(scheduler, None) as client:
+        outcomes = extract_batch(batch, store, feature_config, min_seconds, client)
+    logger = get_run_logger()
+    for outcome in outcomes:
+        if outcome.status == "quarantined":
+            logger.warning("quarantined %s: %s", outcome.track_id, outcome.reason)
+    return outcomes
+
+
+def _batches(tracks: list[SourceTrack]) -> list[list[SourceTrack]]:
+    return [tracks[start : start + TRACKS_PER_BATCH] for start in range(0, len(tracks), TRACKS_PER_BATCH)]
+
+
+def extract_all(
+    todo: list[SourceTrack],
+    store: str,
+    feature_config: FeatureConfig,
+    min_seconds: float,
+    dask_address: str | None,
+    workers: int | None,
+) -> list[TrackOutcome]:
+    """Extract `todo` on a Dask cluster (the given scheduler, or a LocalCluster started for this run)."""
+    if not todo:
+        return []
+    batches = _batches(todo)
+    progress = create_progress_artifact(0.0, key="genreflow-extraction-progress", description="Extraction")
+    outcomes: list[TrackOutcome] = []
+    with dask_client(dask_address, workers) as client:
+        scheduler = client.scheduler.address
+        futures = [
+            extract_batch_task.with_options(task_run_name=f"extract-batch-{index:03d}").submit(
+                batch, store, feature_config, min_seconds, scheduler
+            )
+            for index, batch in enumerate(batches)
+        ]
+        for done, future in enumerate(as_completed(futures), start=1):
+            outcomes.extend(future.result())
+            update_progress_artifact(progress, 100.0 * done / len(batches), description=f"{done}/{len(batches)} batches")
+    return outcomes
+
+
+def resolve_location(location: str) -> str:
+    """Local paths become absolute (Dask workers may run elsewhere); URLs stay as they are."""
+    return location if "://" in location else str(Path(location).resolve())

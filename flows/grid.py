@@ -1,0 +1,157 @@
+"""The training grid: one Prefect task per (model, clip length, seed), then one evaluation per trained model.
+
+Cells run one at a time, each with every core given to TensorFlow, so two cores are never oversubscribed.
+A failed cell is recorded and the others go on; results are persisted under the cache folder with keys from
+`flows.cache_keys`, so a later run (or `prefect flow-run retry`) re-executes only what failed or changed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import TaskRunContext
+from prefect.states import State
+
+from flows.cache_keys import code_version, stable_hash
+
+# Settings that change what a cell learns; everything else (paths, threads) leaves its result valid.
+KEY_PARAMETERS = ("model", "clip_seconds", "seed", "split", "epochs", "data_version")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid."""
+
+    model: str
+    clip_seconds: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.clip_seconds:g}s-seed{self.seed}"
+
+
+@dataclass
+class CellOutcome:
+    """What the run's summary says about one cell."""
+
+    model: str
+    clip_seconds: float
+    seed: int
+    status: str  # trained | reused | failed
+    seconds: float
+    track_accuracy: float | None = None
+    error: str | None = None
+    result_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_module(model: str) -> str:
+    """The module that defines a model's builder (the registry maps names to builders)."""
+    from models.registry import MODELS
+
+    return MODELS[model].__module__
+
+
+def training_key(parameters: dict[str, Any]) -> str:
+    """Cache key of a training: its learning-relevant inputs plus the code version of what it runs."""
+    identity = {name: parameters[name] for name in KEY_PARAMETERS}
+    identity["code_version"] = code_version(model_module(parameters["model"]))
+    return f"train-{stable_hash(identity)}"
+
+
+def _training_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return training_key(parameters)
+
+
+def _evaluation_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return f"evaluate-{stable_hash({'model_dir': parameters['model_dir'], 'data_version': parameters['data_version']})}"
+
+
+@task(name="train")
+def train_task(
+    store: str,
+    model: str,
+    clip_seconds: float,
+    seed: int,
+    split: str,
+    epochs: int,
+    data_version: str,
+    models_root: str,
+) -> str:
+    """Train one cell into a model folder named by its cache key; returns that folder."""
+    from tasks.train import train_cell
+
+    parameters = locals().copy()
+    model_dir = Path(models_root) / training_key(parameters)
+    shutil.rmtree(model_dir, ignore_errors=True)  # leftovers of a run killed mid-training
+    get_run_logger().info("training %s %gs seed %d into %s", model, clip_seconds, seed, model_dir)
+    train_cell(store, model, clip_seconds, seed, split, model_dir, epochs=epochs, threads=os.cpu_count())
+    return str(model_dir)
+
+
+@task(name="evaluate")
+def evaluate_task(model_dir: str, store: str, data_version: str) -> dict[str, Any]:
+    """Evaluate a trained cell on its test tracks; the result JSON of docs/CONTRACTS.md."""
+    from tasks.evaluate import evaluate_cell
+
+    result = evaluate_cell(Path(model_dir), store)
+    track = result["metrics"]["track"]
+    get_run_logger().info("%s: track accuracy %.3f, macro-F1 %.3f", Path(model_dir).name, track["accuracy"], track["macro_f1"])
+    return result
+
+
+def _error_of(state: State) -> str:
+    return state.message or state.name or "failed"
+
+
+def run_cell(cell: Cell, *, store: str, split: str, epochs: int, data_version: str, cache: Path) -> tuple[CellOutcome, dict[str, Any] | None]:
+    """Train then evaluate one cell; failures become an outcome, never an exception."""
+    started = time.perf_counter()
+    options = {"result_storage": cache / "results", "persist_result": True}
+    trainer = train_task.with_options(task_run_name=f"train-{cell.name}", cache_key_fn=_training_cache_key, **options)
+    evaluator = evaluate_task.with_options(task_run_name=f"evaluate-{cell.name}", cache_key_fn=_evaluation_cache_key, **options)
+    trained = trainer(
+        store, cell.model, cell.clip_seconds, cell.seed, split, epochs, data_version, str(cache / "models"), return_state=True
+    )
+    outcome = CellOutcome(cell.model, cell.clip_seconds, cell.seed, "failed", 0.0)
+    result = None
+    if trained.is_completed():
+        evaluated = evaluator(trained.result(), store, data_version, return_state=True)
+        if evaluated.is_completed():
+            result = evaluated.result()
+            outcome.status = "reused" if trained.name == "Cached" else "trained"
+            outcome.track_accuracy = result["metrics"]["track"]["accuracy"]
+            outcome.result_path = str(Path(trained.result()) / "result.json")
+        else:
+            outcome.error = _error_of(evaluated)
+    else:
+        outcome.error = _error_of(trained)
+    outcome.seconds = round(time.perf_counter() - started, 2)
+    return outcome, result
+
+
+def run_grid(
+    cells: list[Cell], *, store: str, split: str, epochs: int, data_version: str, cache: Path
+) -> tuple[list[CellOutcome], list[dict[str, Any]]]:
+    """Every cell in turn, with a progress artifact the UI shows while the grid runs."""
+    logger = get_run_logger()
+    progress = create_progress_artifact(0.0, key="genreflow-training-progress", description="Training grid")
+    outcomes, results = [], []
+    for done, cell in enumerate(cells, start=1):
+        outcome, result = run_cell(cell, store=store, split=split, epochs=epochs, data_version=data_version, cache=cache)
+        outcomes.append(outcome)
+        if result is not None:
+            results.append(result)
+        logger.info("cell %d/%d %s: %s in %.1fs", done, len(cells), cell.name, outcome.status, outcome.seconds)
+        update_progress_artifact(progress, 100.0 * done / len(cells), description=f"{done}/{len(cells)} cells")
+    return outcomes, results
