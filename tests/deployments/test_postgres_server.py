@@ -1,0 +1,26 @@
+"""A Prefect server backed by PostgreSQL (PREFECT_API_DATABASE_CONNECTION_URL) holds what genreflow registers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployments import nightly
+from tests.support.postgres import postgres_binaries, running_postgres
+from tests.support.prefect_server import running_prefect_server
+
+
+def test_the_work_pool_lands_in_postgresql(tmp_path: Path) -> None:
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip("Debian's postgresql is not installed (apt-get install postgresql)")
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with running_postgres(tmp_path, binaries) as database:
+        with running_prefect_server(tmp_path / "home", database_url=database.url) as server:
+            with temporary_settings({PREFECT_API_URL: server.api_url}):
+                nightly.ensure_work_pool()
+
+        assert nightly.WORK_POOL in database.query("SELECT name FROM work_pool")
+    assert not (tmp_path / "home" / "prefect.db").exists()
