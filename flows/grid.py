@@ -17,6 +17,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
+from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 from prefect.states import State
 
 from flows.cache_keys import code_version, stable_hash
@@ -114,14 +115,38 @@ def _error_of(state: State) -> str:
     return state.message or state.name or "failed"
 
 
-def run_cell(cell: Cell, *, store: str, split: str, epochs: int, data_version: str, cache: Path) -> tuple[CellOutcome, dict[str, Any] | None]:
+@dataclass(frozen=True)
+class CacheLocation:
+    """Where results persist (a folder, or a saved fsspec block for a URL) and the local folder for the rest."""
+
+    result_storage: Path | WritableFileSystem
+    local_root: Path  # trained models and the synthetic collection's audio
+
+    @property
+    def models_root(self) -> Path:
+        return self.local_root / "models"
+
+    @classmethod
+    def for_run(cls, cache: str, out_dir: Path) -> CacheLocation:
+        """A local cache holds the models too; with a URL cache the models stay on local disk under `out_dir`."""
+        if "://" not in cache:
+            root = Path(cache).resolve()
+            return cls(root / "results", root)
+        block = RemoteFileSystem(basepath=cache.rstrip("/") + "/results")
+        block.save(f"genreflow-cache-{stable_hash({'url': cache})}", overwrite=True)  # Prefect needs it saved
+        return cls(block, out_dir)
+
+
+def run_cell(
+    cell: Cell, *, store: str, split: str, epochs: int, data_version: str, cache: CacheLocation
+) -> tuple[CellOutcome, dict[str, Any] | None]:
     """Train then evaluate one cell; failures become an outcome, never an exception."""
     started = time.perf_counter()
-    options = {"result_storage": cache / "results", "persist_result": True}
+    options = {"result_storage": cache.result_storage, "persist_result": True}
     trainer = train_task.with_options(task_run_name=f"train-{cell.name}", cache_key_fn=_training_cache_key, **options)
     evaluator = evaluate_task.with_options(task_run_name=f"evaluate-{cell.name}", cache_key_fn=_evaluation_cache_key, **options)
     trained = trainer(
-        store, cell.model, cell.clip_seconds, cell.seed, split, epochs, data_version, str(cache / "models"), return_state=True
+        store, cell.model, cell.clip_seconds, cell.seed, split, epochs, data_version, str(cache.models_root), return_state=True
     )
     outcome = CellOutcome(cell.model, cell.clip_seconds, cell.seed, "failed", 0.0)
     result = None
@@ -141,7 +166,7 @@ def run_cell(cell: Cell, *, store: str, split: str, epochs: int, data_version: s
 
 
 def run_grid(
-    cells: list[Cell], *, store: str, split: str, epochs: int, data_version: str, cache: Path
+    cells: list[Cell], *, store: str, split: str, epochs: int, data_version: str, cache: CacheLocation
 ) -> tuple[list[CellOutcome], list[dict[str, Any]]]:
     """Every cell in turn, with a progress artifact the UI shows while the grid runs."""
     logger = get_run_logger()

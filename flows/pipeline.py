@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.extraction import extract_all, plan_task, resolve_location
-from flows.grid import Cell, CellOutcome, run_grid
+from flows.grid import CacheLocation, Cell, CellOutcome, run_grid
 from genreflow.config import DEFAULT_CLIP_SECONDS, DEFAULT_MODELS, FeatureConfig
 from storage.store import FeatureStore
 from tasks.collection import Collection, load_collection
@@ -118,18 +118,19 @@ def genreflow_flow(
 ) -> dict[str, Any]:
     """Extract log-mels on Dask into Zarr, train every (model, clip, seed) cell, evaluate, and report."""
     check_grid(models, clip_seconds, seeds, split)
-    out_dir, cache_dir, store = Path(out).resolve(), Path(cache).resolve(), resolve_location(store)
+    out_dir, store = Path(out).resolve(), resolve_location(store)
+    cache_location = CacheLocation.for_run(cache, out_dir)
     feature_config = FeatureConfig()
     started = datetime.now(timezone.utc).isoformat()
 
-    collection = collect_task(data, tracks_per_genre, cache_dir / "synthetic")
+    collection = collect_task(data, tracks_per_genre, cache_location.local_root / "synthetic")
     todo = plan_task(collection, store, feature_config)
     extracted = extract_all(todo, store, feature_config, max(clip_seconds), dask_address, workers)
     store_info = store_summary_task(store)
 
     cells = [Cell(model, seconds, seed) for model in models for seconds in clip_seconds for seed in seeds]
     outcomes, results = run_grid(
-        cells, store=store, split=split, epochs=epochs, data_version=store_info["data_version"], cache=cache_dir
+        cells, store=store, split=split, epochs=epochs, data_version=store_info["data_version"], cache=cache_location
     )
 
     summary = _summary(outcomes, out_dir)
