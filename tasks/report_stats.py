@@ -55,6 +55,8 @@ class Cell:
     @classmethod
     def from_json(cls, values: dict[str, Any], where: str) -> Cell:
         """Check the keys the report relies on; `where` names the file and cell in any error."""
+        if not isinstance(values, dict):
+            raise ReportInputError(f"{where}: expected a JSON object, found {type(values).__name__}")
         for key in ("model", "clip_seconds", "seed", "genres", "metrics"):
             if key not in values:
                 raise ReportInputError(f"{where}: missing '{key}'")
@@ -67,7 +69,7 @@ class Cell:
             seed=int(values["seed"]),
             genres=tuple(values["genres"]),
             metrics=values["metrics"],
-            predictions=tuple(_prediction(entry, where) for entry in values.get("track_predictions") or []),
+            predictions=tuple(_prediction(entry, values["genres"], where) for entry in values.get("track_predictions") or []),
             history={key: list(series) for key, series in (values.get("history") or {}).items()},
             costs={key: values.get(key) for key in COST_KEYS},
             n_tracks=dict(values.get("n_tracks") or {}),
@@ -78,11 +80,15 @@ class Cell:
 COST_KEYS = ("params", "size_bytes", "train_seconds", "epochs_run", "predict_clips_per_second")
 
 
-def _prediction(entry: dict[str, Any], where: str) -> Prediction:
+def _prediction(entry: dict[str, Any], genres: list[str], where: str) -> Prediction:
     try:
-        return Prediction(str(entry["track_id"]), str(entry["true"]), str(entry["predicted"]))
+        prediction = Prediction(str(entry["track_id"]), str(entry["true"]), str(entry["predicted"]))
     except (KeyError, TypeError) as error:
         raise ReportInputError(f"{where}: a track prediction lacks {error}") from error
+    for genre in (prediction.true, prediction.predicted):
+        if genre not in genres:
+            raise ReportInputError(f"{where}: track {prediction.track_id} names genre {genre!r}, which is not in 'genres'")
+    return prediction
 
 
 @dataclass(frozen=True)

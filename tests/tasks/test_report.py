@@ -181,6 +181,10 @@ def test_summary_of_another_flow_run_is_ignored(tmp_path: Path) -> None:
         ('{"cells": [{"model": "cnn", "clip_seconds": 5, "seed": 0, "genres": [], "metrics": {"track": {}}}]}',
          "cell 0: missing or non-numeric 'metrics.track.accuracy'"),
         ('{"cells": [{"model": "cnn"}]}', "cell 0: missing 'clip_seconds'"),
+        ('{"cells": ["cnn"]}', "cell 0: expected a JSON object"),
+        ('{"cells": [{"model": "cnn", "clip_seconds": 5, "seed": 0, "genres": ["pop"], "metrics": {"track": {"accuracy": 1, '
+         '"macro_f1": 1}}, "track_predictions": [{"track_id": "pop/a.wav", "true": "pop", "predicted": "jazz"}]}]}',
+         "track pop/a.wav names genre 'jazz', which is not in 'genres'"),
         ("[]", "expected a JSON object"),
     ],
 )
