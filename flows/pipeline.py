@@ -136,8 +136,8 @@ def genreflow_flow(
     summary = _summary(outcomes, out_dir)
     _write_json(out_dir / "results.json", {"cells": results})
     _write_json(out_dir / "run.json", _run_record(started, store_info, extracted, len(collection.tracks) - len(todo), split))
-    report_task(out_dir)
     _write_json(out_dir / "summary.json", summary)
+    report_task(out_dir)
     failed = [cell for cell in summary["cells"] if cell["status"] == "failed"]
     if failed:
         names = ", ".join(f"{c['model']}-{c['clip_seconds']:g}s-seed{c['seed']}" for c in failed)
