@@ -10,11 +10,13 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.core.sync import sync
 
 from genreflow.config import FeatureConfig
 from storage.schema import (
@@ -30,6 +32,11 @@ from storage.schema import (
     StoreError,
     TrackRecord,
 )
+
+
+def absolute_location(location: str) -> str:
+    """Local paths become absolute, so Dask workers with another working directory find the same store."""
+    return location if "://" in location else str(Path(location).resolve())
 
 
 def _split_track_id(track_id: str) -> tuple[str, str]:
@@ -126,6 +133,14 @@ class FeatureStore:
             return None
         return TrackRecord.from_attrs(attrs) if attrs.get(COMPLETE_FLAG) else None
 
+    def incomplete_track_ids(self) -> list[str]:
+        """Tracks whose write started but never finished (a killed or failed extraction), sorted."""
+        return sorted(
+            node.path.removeprefix(f"{TRACKS_GROUP}/")
+            for node in self._nodes(TRACKS_GROUP)
+            if not node.attrs.get(COMPLETE_FLAG)
+        )
+
     def read(self, track_id: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Frames [start, stop) of a complete track as float32 (frames, n_mels)."""
         genre, name = _split_track_id(track_id)
@@ -138,26 +153,22 @@ class FeatureStore:
 
     def data_version(self) -> str:
         """A hash of the feature config and the content of every complete track: the data's identity."""
+        return self._data_version(self.tracks())
+
+    def _data_version(self, records: list[TrackRecord]) -> str:
         digest = hashlib.sha256(self.feature_config.identity().encode())
-        for record in self.tracks():
+        for record in records:
             digest.update(f"\n{record.track_id}:{record.source.sha256}".encode())
         return digest.hexdigest()[:16]
 
     def bytes_on_disk(self) -> int:
-        """Total size of every object in the store."""
+        """Total size of every object in the store (files on disk, or objects in a bucket)."""
         store = self._root.store
-        total = 0
 
-        async def _sum() -> int:
-            size = 0
-            async for key in store.list():
-                size += await store.getsize(key)
-            return size
+        async def total_size() -> int:
+            return sum([await store.getsize(key) async for key in store.list()])
 
-        from zarr.core.sync import sync
-
-        total = sync(_sum())
-        return total
+        return sync(total_size())
 
     def info(self) -> dict[str, Any]:
         """The summary `genreflow store info` prints."""
@@ -167,7 +178,7 @@ class FeatureStore:
             "schema_version": SCHEMA_VERSION,
             "feature_config": self.feature_config.to_dict(),
             "feature_id": self.feature_config.identity(),
-            "data_version": self.data_version(),
+            "data_version": self._data_version(records),
             "tracks": len(records),
             "genres": dict(sorted(Counter(record.genre for record in records).items())),
             "audio_hours": round(sum(record.duration_s for record in records) / 3600, 4),

@@ -1,0 +1,165 @@
+"""The feature store on local disk: layout, completion marker, quarantine, header checks, info."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from genreflow.config import FeatureConfig
+from storage.schema import (
+    BLOSC_CNAME,
+    CHUNK_FRAMES,
+    HEADER_KEY,
+    QuarantineRecord,
+    SourceStamp,
+    StoreError,
+    TrackRecord,
+)
+from storage.store import FeatureStore, absolute_location
+
+CONFIG = FeatureConfig(n_mels=32)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def record(track_id: str, n_frames: int, sha256: str = "abc") -> TrackRecord:
+    stamp = SourceStamp(f"/music/{track_id}", 1234, 5678, sha256)
+    return TrackRecord(track_id, track_id.split("/")[0], n_frames, n_frames * CONFIG.hop_length / CONFIG.sample_rate, stamp)
+
+
+def features(n_frames: int, n_mels: int = CONFIG.n_mels) -> np.ndarray:
+    return np.random.default_rng(n_frames).uniform(-80.0, 20.0, (n_frames, n_mels)).astype(np.float32)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    return FeatureStore.create_or_open(str(tmp_path / "store.zarr"), CONFIG)
+
+
+def test_a_written_track_reads_back_in_the_documented_layout(store: FeatureStore, tmp_path: Path):
+    written = features(600)
+    store.write_track(record("blues/a.wav", 600), written)
+
+    reopened = FeatureStore.open(str(tmp_path / "store.zarr"))
+    assert reopened.feature_config == CONFIG
+    assert reopened.tracks() == [record("blues/a.wav", 600)]
+    np.testing.assert_allclose(reopened.read("blues/a.wav"), written, atol=0.07)  # float16 near 80 dB
+    np.testing.assert_array_equal(reopened.read("blues/a.wav", 300, 310), reopened.read("blues/a.wav")[300:310])
+    array = zarr.open_array(str(tmp_path / "store.zarr" / "tracks" / "blues" / "a.wav"), mode="r")
+    assert array.chunks == (CHUNK_FRAMES, CONFIG.n_mels) and array.dtype == np.float16
+    assert array.compressors[0].cname.value == BLOSC_CNAME
+
+
+def test_features_of_the_wrong_shape_are_refused(store: FeatureStore):
+    with pytest.raises(ValueError, match="blues/a.wav"):
+        store.write_track(record("blues/a.wav", 10), features(10, n_mels=CONFIG.n_mels + 1))
+    with pytest.raises(ValueError, match="<genre>/<file name>"):
+        store.write_track(record("no-genre.wav", 10), features(10))
+
+
+def test_a_successful_extraction_clears_an_earlier_quarantine(store: FeatureStore):
+    failed = QuarantineRecord("jazz/b.wav", "corrupt", SourceStamp("/music/jazz/b.wav", 1, 2, ""))
+    store.quarantine(failed)
+    assert store.quarantined() == [failed]
+
+    store.write_track(record("jazz/b.wav", 5), features(5))
+
+    assert store.quarantined() == []
+    assert [track.track_id for track in store.tracks()] == ["jazz/b.wav"]
+
+
+def test_another_feature_configuration_is_refused_naming_both(store: FeatureStore):
+    other = FeatureConfig(n_mels=64)
+    with pytest.raises(StoreError, match="n_mels.: 32.*n_mels.: 64"):
+        FeatureStore.create_or_open(store.location, other)
+
+
+def test_another_schema_version_is_refused(store: FeatureStore):
+    root = zarr.open_group(store.location, mode="a")
+    root.attrs[HEADER_KEY] = {**root.attrs[HEADER_KEY], "schema_version": 0}
+    with pytest.raises(StoreError, match="schema version 0"):
+        FeatureStore.open(store.location)
+
+
+def test_a_missing_store_and_a_foreign_group_are_refused(tmp_path: Path):
+    with pytest.raises(StoreError, match="no genreflow store"):
+        FeatureStore.open(str(tmp_path / "absent.zarr"))
+    zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w")
+    with pytest.raises(StoreError, match="not a genreflow store"):
+        FeatureStore.open(str(tmp_path / "foreign.zarr"))
+
+
+def test_info_summarises_tracks_quarantine_and_size(store: FeatureStore, tmp_path: Path):
+    store.write_track(record("blues/a.wav", 300), features(300))
+    store.write_track(record("rock/c.wav", 40), features(40))
+    store.quarantine(QuarantineRecord("jazz/b.wav", "silent", SourceStamp("/music/jazz/b.wav", 1, 2, "")))
+
+    info = store.info()
+
+    assert (info["tracks"], info["genres"], info["schema_version"]) == (2, {"blues": 1, "rock": 1}, 1)
+    assert info["quarantined"] == [{"path": "/music/jazz/b.wav", "track_id": "jazz/b.wav", "reason": "silent"}]
+    assert info["feature_config"] == CONFIG.to_dict()
+    on_disk = sum(path.stat().st_size for path in (tmp_path / "store.zarr").rglob("*") if path.is_file())
+    assert info["bytes_on_disk"] == on_disk
+
+
+def test_the_data_version_follows_the_content_of_the_tracks(store: FeatureStore):
+    store.write_track(record("blues/a.wav", 10, sha256="one"), features(10))
+    before = store.data_version()
+    store.write_track(record("blues/a.wav", 10, sha256="two"), features(10))
+    assert store.data_version() != before
+
+
+def test_local_paths_become_absolute_and_urls_stay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute_location("store.zarr") == str(tmp_path / "store.zarr")
+    assert absolute_location("s3://bucket/store.zarr") == "s3://bucket/store.zarr"
+
+
+# ---- a writer killed mid-write ------------------------------------------------------------------------------
+WRITER = """
+import sys
+import numpy as np
+from genreflow.config import FeatureConfig
+from storage.schema import SourceStamp, TrackRecord
+from storage.store import FeatureStore
+
+frames = int(sys.argv[2])
+store = FeatureStore.create_or_open(sys.argv[1], FeatureConfig())
+values = np.random.default_rng(0).uniform(-80, 0, (frames, 128)).astype(np.float32)
+store.write_track(TrackRecord("blues/long.wav", "blues", frames, 1.0, SourceStamp("/x", 1, 1, "h")), values)
+print("finished", flush=True)
+"""
+KILLED_FRAMES = 600 * CHUNK_FRAMES  # 600 chunks: the kill lands long before the last one
+
+
+def kill_when_chunks_appear(writer: subprocess.Popen[str], chunk_dir: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not (chunk_dir.is_dir() and any(chunk_dir.iterdir())):
+        assert writer.poll() is None, f"the writer exited before writing any chunk: {writer.communicate()}"
+        assert time.monotonic() < deadline, "the writer never started writing chunks"
+        time.sleep(0.001)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+
+
+def test_a_writer_killed_mid_write_leaves_nothing_that_looks_complete(tmp_path: Path):
+    location = str(tmp_path / "store.zarr")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, location, str(KILLED_FRAMES)], stdout=subprocess.PIPE, text=True,
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    kill_when_chunks_appear(writer, tmp_path / "store.zarr" / "tracks" / "blues" / "long.wav" / "c")
+
+    assert writer.returncode == -signal.SIGKILL and "finished" not in writer.stdout.read()
+    store = FeatureStore.open(location)
+    assert store.tracks() == [] and store.track("blues/long.wav") is None
+    assert store.incomplete_track_ids() == ["blues/long.wav"]
+    assert store.info()["tracks"] == 0
