@@ -1,0 +1,177 @@
+"""Extraction on a real Dask LocalCluster into a real Zarr store: outcomes, quarantine, reruns, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genreflow.config import FeatureConfig
+from storage.store import FeatureStore
+from tasks.audio import load_audio
+from tasks.collection import Collection, scan_collection
+from tasks.extract import (
+    ExtractionError,
+    TrackOutcome,
+    dask_client,
+    default_worker_count,
+    extract_batch,
+    plan_extraction,
+)
+from tasks.logmel import log_mel
+from tasks.synthetic import write_synthetic_collection
+
+CONFIG = FeatureConfig()
+MIN_SECONDS = 2.0
+SECONDS = 3.0
+# Larger than a track's metadata (about 1 KiB), smaller than one compressed chunk (about 50 KiB).
+FILE_SIZE_LIMIT = 16 * 1024
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator:
+    with dask_client(None, 2) as dask:
+        yield dask
+
+
+@pytest.fixture(scope="module")
+def synthetic_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_collection(tmp_path_factory.mktemp("synthetic"), tracks_per_genre=1, seed=0, seconds=SECONDS)
+
+
+@pytest.fixture
+def collection_dir(synthetic_source: Path, tmp_path: Path) -> Path:
+    """The synthetic tracks plus two bad files; a copy per test, so tests may change files."""
+    folder = shutil.copytree(synthetic_source, tmp_path / "collection")
+    (folder / "ambient" / "notes.wav").write_text("not audio")
+    sf.write(folder / "ambient" / "quiet.wav", np.zeros(int(SECONDS * CONFIG.sample_rate), np.float32), CONFIG.sample_rate)
+    return folder
+
+
+def extract(collection: Collection, location: str, client, **kwargs) -> list[TrackOutcome]:
+    return extract_batch(collection.tracks, location, CONFIG, MIN_SECONDS, client, **kwargs)
+
+
+def test_good_tracks_are_stored_and_bad_ones_quarantined(client, collection_dir: Path, tmp_path: Path):
+    collection = scan_collection(collection_dir)
+    location = str(tmp_path / "store.zarr")
+    seen: list[str] = []
+
+    outcomes = extract(collection, location, client, on_outcome=lambda outcome: seen.append(outcome.track_id))
+
+    assert [outcome.track_id for outcome in outcomes] == [track.track_id for track in collection.tracks]
+    assert sorted(seen) == sorted(outcome.track_id for outcome in outcomes)
+    statuses = {outcome.track_id: outcome.status for outcome in outcomes}
+    assert statuses.pop("ambient/notes.wav") == statuses.pop("ambient/quiet.wav") == "quarantined"
+    assert set(statuses.values()) == {"extracted"}
+    store = FeatureStore.open(location)
+    assert {record.track_id for record in store.tracks()} == set(statuses)
+    assert {(record.track_id, record.reason.split(" ")[0]) for record in store.quarantined()} == {
+        ("ambient/notes.wav", "not"), ("ambient/quiet.wav", "silent:")
+    }
+
+
+def test_stored_features_and_records_are_those_of_the_file(client, collection_dir: Path, tmp_path: Path):
+    track = scan_collection(collection_dir).tracks[0]
+    location = str(tmp_path / "store.zarr")
+
+    [outcome] = extract_batch([track], location, CONFIG, MIN_SECONDS, client)
+
+    store = FeatureStore.open(location)
+    record = store.track(track.track_id)
+    expected = log_mel(load_audio(track.path, CONFIG.sample_rate), CONFIG)
+    np.testing.assert_allclose(store.read(track.track_id), expected, rtol=2**-10, atol=1e-3)  # float16 storage
+    content = Path(track.path).read_bytes()
+    status = os.stat(track.path)
+    assert (record.source.sha256, record.source.size) == (hashlib.sha256(content).hexdigest(), status.st_size)
+    assert record.source.mtime_ns == status.st_mtime_ns
+    assert record.duration_s == pytest.approx(SECONDS) == outcome.audio_seconds
+    assert record.n_frames == expected.shape[0]
+
+
+def test_a_rerun_skips_what_is_complete_and_says_why_it_redoes_the_rest(client, collection_dir: Path, tmp_path: Path):
+    location = str(tmp_path / "store.zarr")
+    extract(scan_collection(collection_dir), location, client)
+    changed = collection_dir / "beats" / "beats.00000.wav"
+    audio, rate = sf.read(changed)
+    sf.write(changed, audio[::-1], rate)
+    shutil.copy(changed, collection_dir / "beats" / "beats.new.wav")
+
+    plan = plan_extraction(scan_collection(collection_dir), FeatureStore.open(location))
+
+    assert plan.reasons == {
+        "ambient/notes.wav": "quarantined before: trying again",
+        "ambient/quiet.wav": "quarantined before: trying again",
+        "beats/beats.00000.wav": "changed since it was extracted",
+        "beats/beats.new.wav": "new",
+    }
+    assert sorted(track.track_id for track in plan.todo) == sorted(plan.reasons)
+    assert len(plan.skipped) == len(scan_collection(collection_dir).tracks) - 4
+
+
+@contextmanager
+def store_disk_full(client) -> Iterator[None]:
+    """The workers may write no file beyond 16 KiB: to them the store's disk is full (EFBIG, for real)."""
+    client.run(_limit_file_size, FILE_SIZE_LIMIT)
+    try:
+        yield
+    finally:
+        client.run(_limit_file_size, resource.RLIM_INFINITY)
+
+
+def _limit_file_size(limit: int) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+
+
+def test_a_store_that_cannot_be_written_fails_loudly_quarantines_nothing_and_is_redone(
+    client, collection_dir: Path, tmp_path: Path
+):
+    good = [track for track in scan_collection(collection_dir).tracks if track.genre == "beats"]
+    location = str(tmp_path / "store.zarr")
+
+    with store_disk_full(client), pytest.raises(ExtractionError) as caught:
+        extract_batch(good, location, CONFIG, MIN_SECONDS, client)
+
+    assert "beats/beats.00000.wav: StoreWriteError" in str(caught.value)
+    assert "File too large" in str(caught.value) and location in str(caught.value)
+    assert caught.value.outcomes == []
+    store = FeatureStore.open(location)
+    assert store.tracks() == [] and store.quarantined() == []
+    assert store.incomplete_track_ids() == ["beats/beats.00000.wav"]
+    plan = plan_extraction(Collection(good), store)
+    assert plan.reasons == {"beats/beats.00000.wav": "incomplete: an earlier extraction stopped mid-write"}
+
+    [outcome] = extract_batch(plan.todo, location, CONFIG, MIN_SECONDS, client)
+
+    assert outcome.status == "extracted"
+    assert [record.track_id for record in store.tracks()] == ["beats/beats.00000.wav"]
+    assert store.incomplete_track_ids() == []
+
+
+def test_workers_run_without_the_malloc_trap_and_with_one_thread_each(client):
+    import dask
+
+    def worker_settings() -> tuple[str | None, str | None, bool]:
+        return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
+                dask.config.get("distributed.worker.profile.enabled"))
+
+    assert set(client.run(worker_settings).values()) == {(None, "1", False)}
+    assert {info["nthreads"] for info in client.scheduler_info()["workers"].values()} == {1}
+
+
+def test_dask_client_joins_a_running_scheduler(client):
+    with dask_client(client.scheduler.address) as joined:
+        assert len(joined.scheduler_info()["workers"]) == 2
+
+
+def test_a_local_cluster_is_sized_to_the_cores_by_default():
+    assert default_worker_count() == len(os.sched_getaffinity(0)) >= 1
