@@ -139,12 +139,12 @@ def extract_track(
         audio = decode_audio(data, track.path, feature_config.sample_rate, min_seconds)
     except AudioError as error:
         quarantine = QuarantineRecord(track.track_id, error.reason, _stamp(track.path, data))
-        _write_or_fail(track, store, lambda: store.quarantine(quarantine))
+        _write_or_fail(store, lambda: store.quarantine(quarantine))
         return TrackOutcome(track.track_id, "quarantined", error.reason, 0.0, time.perf_counter() - started)
     features = log_mel(audio, feature_config)
     duration = audio.size / feature_config.sample_rate
     record = TrackRecord(track.track_id, track.genre, features.shape[0], duration, _stamp(track.path, data))
-    _write_or_fail(track, store, lambda: store.write_track(record, features))
+    _write_or_fail(store, lambda: store.write_track(record, features))
     return TrackOutcome(track.track_id, "extracted", None, duration, time.perf_counter() - started)
 
 
@@ -163,13 +163,11 @@ def _stamp(path: str, data: bytes) -> SourceStamp:
     return SourceStamp(path, status.st_size, status.st_mtime_ns, hashlib.sha256(data).hexdigest() if data else "")
 
 
-def _write_or_fail(track: SourceTrack, store: FeatureStore, write: Callable[[], None]) -> None:
+def _write_or_fail(store: FeatureStore, write: Callable[[], None]) -> None:
     try:
         write()
     except OSError as error:
-        raise StoreWriteError(
-            f"{track.track_id}: writing to the store {store.location} failed: {error.strerror or error}"
-        ) from error
+        raise StoreWriteError(f"writing to the store {store.location} failed: {error.strerror or error}") from error
 
 
 # ---- many tracks on Dask --------------------------------------------------------------------------------
@@ -236,7 +234,7 @@ def dask_client(address: str | None = None, n_workers: int | None = None) -> Ite
     with dask.config.set({**overrides, **WORKER_CONFIG}):
         cluster = LocalCluster(
             n_workers=n_workers or default_worker_count(), threads_per_worker=1, processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: several clusters (tests, runs) may share a machine
         )
         with cluster, Client(cluster) as client:
             yield client

@@ -1,5 +1,137 @@
-"""The `extract` sub-command(s); being written."""
+"""`genreflow extract` (audio to the feature store, on Dask) and `genreflow store info` (what a store holds).
+
+The same functions the flow calls, without Prefect: scan or write the collection, plan against the store,
+extract on Dask with a progress bar, then a closing summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from genreflow.config import DEFAULT_CLIP_SECONDS
+
+if TYPE_CHECKING:
+    from tasks.extract import ExtractionPlan, TrackOutcome
 
 
-def register(subparsers) -> None:
-    """Adds nothing yet."""
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `extract` and `store info`."""
+    extract = subparsers.add_parser(
+        "extract", help="extract log-mel features into the Zarr feature store (Dask)",
+        description="Decode every track, compute its log-mel on Dask workers and write it into the store. "
+        "Complete, unchanged tracks are skipped; bad files are quarantined with their reason.",
+    )
+    extract.add_argument("--data", default="synthetic", help="a GTZAN-layout folder, or 'synthetic' (default)")
+    extract.add_argument("--store", default="runs/store.zarr", help="store path or fsspec URL (default %(default)s)")
+    extract.add_argument("--workers", type=int, default=None, help="Dask workers for a local cluster (default: cores)")
+    extract.add_argument("--dask-address", default=None, help="use this running Dask scheduler instead")
+    extract.add_argument("--min-seconds", type=float, default=max(DEFAULT_CLIP_SECONDS),
+                         help="quarantine tracks shorter than this (default: the longest clip, %(default)g s)")
+    extract.add_argument("--tracks-per-genre", type=int, default=20, help="synthetic collection size (default 20)")
+    extract.add_argument("--synthetic-seed", type=int, default=0, help="synthetic collection seed (default 0)")
+    extract.add_argument("--synthetic-dir", default=None,
+                         help="folder to write the synthetic collection under (default: beside a local store)")
+    extract.set_defaults(handler=run_extract)
+
+    store = subparsers.add_parser("store", help="inspect a feature store")
+    store_commands = store.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
+    info = store_commands.add_parser("info", help="tracks, genres, quarantine, feature config, size")
+    info.add_argument("store", help="store path or fsspec URL")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(handler=show_store_info)
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    """Plan, extract on Dask with a progress bar, print the summary; 1 if some track could not be written."""
+    from tqdm import tqdm
+
+    from genreflow.config import FeatureConfig
+    from storage.schema import StoreError
+    from storage.store import FeatureStore, absolute_location
+    from tasks.collection import default_synthetic_root, load_collection
+    from tasks.extract import ExtractionError, dask_client, extract_batch, plan_extraction
+
+    started = time.perf_counter()
+    location = absolute_location(args.store)
+    config = FeatureConfig()
+    try:
+        synthetic_root = args.synthetic_dir or default_synthetic_root(location)
+        collection = load_collection(args.data, args.tracks_per_genre, synthetic_root, args.synthetic_seed)
+        store = FeatureStore.create_or_open(location, config)
+    except (OSError, ValueError, StoreError) as error:
+        return _fail(str(error))
+    for entry in collection.ignored:
+        print(f"ignored {entry.path}: {entry.reason}")
+    if not collection.tracks:
+        return _fail(f"no audio files in {args.data} (expected <genre>/<file> with one of the audio extensions)")
+    plan = plan_extraction(collection, store)
+    print(_describe_plan(plan, location))
+    outcomes: list[TrackOutcome] = []
+    failure: ExtractionError | None = None
+    if plan.todo:
+        with dask_client(args.dask_address, args.workers) as client, tqdm(total=len(plan.todo), unit="track") as bar:
+            try:
+                outcomes = extract_batch(plan.todo, location, config, args.min_seconds, client, lambda _: bar.update())
+            except ExtractionError as error:
+                outcomes, failure = error.outcomes, error
+    print(_summary(outcomes, len(plan.skipped), time.perf_counter() - started))
+    if failure is not None:
+        return _fail(str(failure))
+    return 0
+
+
+def show_store_info(args: argparse.Namespace) -> int:
+    """Print `FeatureStore.info()`, as JSON or as text."""
+    from storage.schema import StoreError
+    from storage.store import FeatureStore, absolute_location
+
+    try:
+        info = FeatureStore.open(absolute_location(args.store)).info()
+    except StoreError as error:
+        return _fail(str(error))
+    print(json.dumps(info, indent=2) if args.json else _describe_info(info))
+    return 0
+
+
+def _describe_plan(plan: ExtractionPlan, location: str) -> str:
+    reasons: dict[str, int] = {}
+    for reason in plan.reasons.values():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    detail = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+    return f"{location}: {len(plan.todo)} to extract ({detail or 'none'}), {len(plan.skipped)} complete already"
+
+
+def _summary(outcomes: list[TrackOutcome], skipped: int, seconds: float) -> str:
+    quarantined = [outcome for outcome in outcomes if outcome.status == "quarantined"]
+    audio_hours = sum(outcome.audio_seconds for outcome in outcomes) / 3600
+    lines = [
+        f"extracted {len(outcomes) - len(quarantined)}, skipped {skipped}, quarantined {len(quarantined)}, "
+        f"audio {audio_hours:.2f} h, time {seconds:.1f} s"
+    ]
+    lines += [f"  quarantined {outcome.track_id}: {outcome.reason}" for outcome in quarantined]
+    return "\n".join(lines)
+
+
+def _describe_info(info: dict[str, Any]) -> str:
+    genres = ", ".join(f"{genre} {count}" for genre, count in info["genres"].items()) or "none"
+    lines = [
+        f"store          {info['location']}",
+        f"schema         version {info['schema_version']}, feature id {info['feature_id']}",
+        f"features       {json.dumps(info['feature_config'])}",
+        f"tracks         {info['tracks']} ({genres})",
+        f"audio          {info['audio_hours']:.2f} h",
+        f"size           {info['bytes_on_disk'] / 2**20:.1f} MiB",
+        f"data version   {info['data_version']}",
+        f"quarantined    {len(info['quarantined'])}",
+    ]
+    lines += [f"  {entry['path']}: {entry['reason']}" for entry in info["quarantined"]]
+    return "\n".join(lines)
+
+
+def _fail(message: str) -> int:
+    print(f"genreflow: error: {message}", file=sys.stderr)
+    return 1

@@ -1,0 +1,120 @@
+"""`genreflow extract` and `genreflow store info`, run as a user would, on a real cluster and store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from genreflow.cli import main
+from tasks.extract import dask_client
+from tasks.synthetic import GENRES, write_synthetic_collection
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    with dask_client(None, 1) as client:
+        yield client.scheduler.address
+
+
+@pytest.fixture(scope="module")
+def short_tracks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 3 s synthetic track per genre and a text file posing as audio."""
+    folder = write_synthetic_collection(tmp_path_factory.mktemp("short"), tracks_per_genre=1, seed=0, seconds=3.0)
+    (folder / GENRES[0] / "notes.wav").write_text("not audio")
+    return folder
+
+
+def extract(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["extract", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_extract_reports_quarantine_and_a_rerun_skips(capsys, scheduler: str, short_tracks: Path, tmp_path: Path):
+    common = ["--data", str(short_tracks), "--store", str(tmp_path / "store.zarr"), "--dask-address", scheduler,
+              "--min-seconds", "2"]
+
+    code, first, _ = extract(capsys, *common)
+    rerun_code, second, _ = extract(capsys, *common)
+
+    assert code == rerun_code == 0
+    n = len(GENRES)
+    assert "ignored synthetic-manifest.json: not inside a genre folder" in first
+    assert f"{n + 1} to extract ({n + 1} new), 0 complete already" in first
+    assert f"extracted {n}, skipped 0, quarantined 1, audio 0.01 h" in first
+    assert f"quarantined {GENRES[0]}/notes.wav: not an audio file" in first
+    assert "1 to extract (1 quarantined before: trying again)" in second
+    assert f"extracted 0, skipped {n}, quarantined 1" in second
+
+
+def test_store_info_prints_text_and_json(capsys, scheduler: str, short_tracks: Path, tmp_path: Path):
+    store = str(tmp_path / "store.zarr")
+    extract(capsys, "--data", str(short_tracks), "--store", store, "--dask-address", scheduler, "--min-seconds", "2")
+
+    assert main(["store", "info", store]) == 0
+    text = capsys.readouterr().out
+    assert main(["store", "info", store, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+
+    assert f"tracks         {len(GENRES)} (" in text and "quarantined    1" in text
+    assert info["tracks"] == len(GENRES) and info["genres"] == {genre: 1 for genre in GENRES}
+    assert info["quarantined"][0]["path"] == str(short_tracks / GENRES[0] / "notes.wav")
+    assert info["quarantined"][0]["reason"].startswith("not an audio file")
+    assert info["schema_version"] == 1 and info["feature_config"]["n_mels"] == 128
+    assert info["bytes_on_disk"] > 0
+
+
+def test_synthetic_data_is_written_beside_the_store_on_a_local_cluster(capsys, tmp_path: Path):
+    code, out, _ = extract(capsys, "--store", str(tmp_path / "store.zarr"), "--tracks-per-genre", "1", "--workers", "1")
+
+    assert code == 0
+    assert len(list((tmp_path / "synthetic-seed0-n1").glob("*/*.wav"))) == len(GENRES)
+    assert f"extracted {len(GENRES)}, skipped 0, quarantined 0, audio 0.05 h" in out
+
+
+def test_synthetic_dir_puts_the_collection_elsewhere(capsys, scheduler: str, tmp_path: Path):
+    code, _, _ = extract(capsys, "--store", str(tmp_path / "store.zarr"), "--synthetic-dir", str(tmp_path / "audio"),
+                         "--tracks-per-genre", "1", "--synthetic-seed", "3", "--dask-address", scheduler)
+
+    assert code == 0
+    assert (tmp_path / "audio" / "synthetic-seed3-n1" / "synthetic-manifest.json").exists()
+
+
+def test_a_store_that_cannot_be_written_is_an_error_naming_the_tracks(capsys, scheduler: str, tmp_path: Path):
+    data = tmp_path / "data"
+    shutil.copytree(write_synthetic_collection(tmp_path / "one", 1, seed=0, seconds=3.0) / GENRES[1], data / GENRES[1])
+    store = tmp_path / "store.zarr"
+    extract(capsys, "--data", str(data), "--store", str(store), "--dask-address", scheduler, "--min-seconds", "2")
+    shutil.rmtree(store / "tracks")
+    (store / "tracks").write_text("a file where the store needs a folder")
+    (data / GENRES[1] / f"{GENRES[1]}.00000.wav").touch()  # changed: to be extracted again
+
+    code, out, err = extract(capsys, "--data", str(data), "--store", str(store), "--dask-address", scheduler,
+                             "--min-seconds", "2")
+
+    assert code == 1
+    assert "extracted 0, skipped 0, quarantined 0" in out
+    assert f"{GENRES[1]}/{GENRES[1]}.00000.wav: StoreWriteError: writing to the store {store} failed" in err
+    assert "not quarantined" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["extract", "--data", "/no/such/folder"], "/no/such/folder does not exist"),
+        (["store", "info", "/no/such/store.zarr"], "no genreflow store at /no/such/store.zarr"),
+    ],
+)
+def test_bad_arguments_fail_with_a_clear_message(capsys, command: list[str], message: str):
+    assert main(command) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_without_audio_fails_with_a_clear_message(capsys, tmp_path: Path):
+    (tmp_path / "rock").mkdir()
+    code, _, err = extract(capsys, "--data", str(tmp_path), "--store", str(tmp_path / "store.zarr"))
+    assert code == 1 and "no audio files in" in err
