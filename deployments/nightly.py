@@ -72,12 +72,12 @@ def checked_timezone(name: str) -> str:
 
 def flow_parameters(args: argparse.Namespace, accepted: set[str]) -> dict[str, Any]:
     """The flow's parameters from the parsed options (only those the flow accepts), with absolute locations."""
-    from flows.extraction import resolve_location
+    from storage.store import absolute_location
 
     named = {FLOW_PARAMETER_OF_OPTION.get(option, option): value for option, value in vars(args).items()}
     parameters = {name: value for name, value in named.items() if name in accepted}
     parameters["data"] = data_location(parameters["data"])
-    parameters.update({name: resolve_location(parameters[name]) for name in LOCATION_PARAMETERS})
+    parameters.update({name: absolute_location(parameters[name]) for name in LOCATION_PARAMETERS})
     return parameters
 
 

@@ -1,0 +1,179 @@
+"""End to end: register the nightly deployment on a real Prefect server, trigger two runs with tiny parameters,
+let a process worker run them, and check through the API (and the UI, in headless Chromium) what happened."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployments import nightly
+from tests.support.prefect_server import PrefectServer
+from tests.support.processes import venv_script
+
+REPO_ROOT = Path(nightly.__file__).resolve().parents[1]
+TINY_GRID = ["--models", "baseline", "--clips", "1", "--epochs", "1", "--workers", "1"]
+TRACK_SECONDS = 3.0  # short synthetic tracks: the flow's own 30 s ones would take most of the test's time
+REPORT_ARTIFACT = "genreflow-report"
+# Where to keep the UI screenshot (the README's docs/ui-run.png is made by setting this); else a temp folder.
+SCREENSHOT_TARGET = os.environ.get("GENREFLOW_UI_SCREENSHOT")
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@dataclass
+class NightlyRuns:
+    """What the module's single scenario produced, for the tests below to check."""
+
+    server: PrefectServer
+    out: Path
+    deployment: Any
+    first_id: Any
+    second_id: Any
+    waiting_after_first_worker: str
+    first_summary: dict[str, Any]
+
+
+def run_logged(command: list[str], server: PrefectServer, log: Path, timeout: float) -> None:
+    """Run a command against the server; on failure, the error shows its output."""
+    env = {**os.environ, **server.client_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    log.write_text(done.stdout + done.stderr)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-4000:]}"
+
+
+def run_worker_once(server: PrefectServer, log: Path) -> None:
+    """`make worker`, polling once: takes the runs it may (the pool allows one) and waits for them to finish."""
+    command = [venv_script("prefect"), "worker", "start", "--pool", nightly.WORK_POOL, "--type", "process", "--run-once"]
+    run_logged(command, server, log, timeout=300)
+
+
+def state_of(flow_run_id: Any) -> Any:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+@pytest.fixture(scope="module")
+def nightly_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> NightlyRuns:
+    """Deploy with `python -m deployments.nightly`, trigger two runs at once, then run a worker twice."""
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tasks.synthetic import write_synthetic_collection
+
+    work = tmp_path_factory.mktemp("nightly")
+    music = write_synthetic_collection(work / "music", tracks_per_genre=3, seed=0, seconds=TRACK_SECONDS)
+    locations = ["--data", str(music), "--store", str(work / "store.zarr"), "--out", str(work / "out"),
+                 "--cache", str(work / "cache")]  # fmt: skip
+    deploy = [sys.executable, "-m", "deployments.nightly", *TINY_GRID, *locations]
+    run_logged(deploy, prefect_server, work / "deploy.log", timeout=180)
+
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+        name = f"genreflow/{nightly.DEPLOYMENT_NAME}"
+        first, second = (run_deployment(name, timeout=0) for _ in range(2))
+        run_worker_once(prefect_server, work / "worker-1.log")
+        waiting = state_of(second.id).state.type.value
+        first_summary = json.loads((work / "out" / "summary.json").read_text())
+        run_worker_once(prefect_server, work / "worker-2.log")
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(name)
+    return NightlyRuns(prefect_server, work / "out", deployment, first.id, second.id, waiting, first_summary)
+
+
+@pytest.fixture
+def runs(nightly_runs: NightlyRuns, on_server: PrefectServer) -> NightlyRuns:
+    """The scenario's results, with this process's client pointed at its server."""
+    return nightly_runs
+
+
+def test_the_schedule_is_the_documented_cron(runs: NightlyRuns) -> None:
+    schedules = [(entry.schedule.cron, entry.schedule.timezone) for entry in runs.deployment.schedules]
+    assert schedules == [(nightly.NIGHTLY_CRON, nightly.DEFAULT_TIMEZONE)]
+
+
+def test_the_second_run_waits_for_the_first(runs: NightlyRuns) -> None:
+    first, second = state_of(runs.first_id), state_of(runs.second_id)
+
+    assert runs.waiting_after_first_worker == "SCHEDULED"
+    assert first.state.is_completed() and second.state.is_completed()
+    assert second.start_time >= first.end_time
+
+
+def test_a_run_completes_with_its_task_runs_and_report_artifact(runs: NightlyRuns) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+
+    only_first = FlowRunFilter(id=FlowRunFilterId(any_=[runs.first_id]))
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=only_first)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[REPORT_ARTIFACT])), flow_run_filter=only_first
+        )
+
+    names = {task_run.name for task_run in task_runs}
+    assert {"train-baseline-1s-seed0", "evaluate-baseline-1s-seed0"} <= names
+    assert all(task_run.state.is_completed() for task_run in task_runs)
+    assert artifacts and "baseline" in str(artifacts[0].data)
+
+
+def test_an_unchanged_second_night_reuses_every_cell(runs: NightlyRuns) -> None:
+    second_summary = json.loads((runs.out / "summary.json").read_text())
+
+    assert runs.first_summary["flow_run_id"] == str(runs.first_id)
+    assert [cell["status"] for cell in runs.first_summary["cells"]] == ["trained"]
+    assert second_summary["flow_run_id"] == str(runs.second_id)
+    assert [cell["status"] for cell in second_summary["cells"]] == ["reused"]
+
+
+def test_the_ui_shows_the_run_and_its_task_runs(runs: NightlyRuns, tmp_path: Path) -> None:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("headless Chromium needs Debian's chromium and chromium-driver")
+    screenshot = Path(SCREENSHOT_TARGET) if SCREENSHOT_TARGET else tmp_path / "ui-run.png"
+    run_name = state_of(runs.first_id).name
+
+    with headless_chromium() as browser:
+        browser.get(f"{runs.server.ui_url}/runs/flow-run/{runs.first_id}")
+        wait_for_text(browser, run_name)
+        wait_for_text(browser, "Completed")
+        open_tab(browser, "Task Runs")
+        wait_for_text(browser, "train-baseline-1s-seed0")
+        browser.save_screenshot(str(screenshot))
+
+    assert screenshot.stat().st_size > 10_000
+
+
+def headless_chromium():
+    """Debian's Chromium through its own chromedriver: no browser download, no network."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1050",
+                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):  # fmt: skip
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def wait_for_text(browser, text: str, seconds: float = 60) -> None:
+    """Wait until `text` is visible in the page body (the title also holds the run's name, but is never shown)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, seconds).until(lambda driver: text in driver.find_element(By.TAG_NAME, "body").text)
+
+
+def open_tab(browser, label: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    tabs = browser.find_elements(By.CSS_SELECTOR, "li.p-tab, button[role=tab]")
+    next(tab for tab in tabs if tab.text.strip().startswith(label)).click()
+
