@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = ("genreflow", "tasks", "storage", "models", "flows")
 # Code every training runs, whichever model it trains; models/ is followed only from the model's own module
 # so that the registry (which imports every builder) does not tie one model's cache to another's code.
-TRAINING_MODULES = ("tasks.train", "tasks.evaluate")
+TRAINING_MODULES = ("tasks.train", "tasks.evaluate", "models.registry")
 
 
 def _module_file(module: str) -> Path | None:
