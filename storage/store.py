@@ -93,7 +93,7 @@ class FeatureStore:
             raise ValueError(f"{record.track_id}: features {features.shape} do not match {expected}")
         genre, name = _split_track_id(record.track_id)
         self.discard_quarantine(record.track_id)
-        genre_group = self._root.require_group(f"{TRACKS_GROUP}/{genre}")
+        genre_group = self._require_group(f"{TRACKS_GROUP}/{genre}")
         array = genre_group.create_array(
             name,
             shape=expected,
@@ -109,7 +109,7 @@ class FeatureStore:
     def quarantine(self, record: QuarantineRecord) -> None:
         """Record a file that failed, with its reason; a complete copy of it, if any, is left alone."""
         genre, name = _split_track_id(record.track_id)
-        genre_group = self._root.require_group(f"{QUARANTINE_GROUP}/{genre}")
+        genre_group = self._require_group(f"{QUARANTINE_GROUP}/{genre}")
         genre_group.create_group(name, overwrite=True, attributes=record.to_attrs())
 
     def discard_quarantine(self, track_id: str) -> None:
@@ -187,6 +187,19 @@ class FeatureStore:
         }
 
     # ---- internals -----------------------------------------------------------------------------
+    def _require_group(self, path: str) -> zarr.Group:
+        """Open or create the group at `path`, even while other processes create it (or its parent) too.
+
+        zarr checks, then creates; a writer that loses that race gets ContainsGroupError although the group
+        is there. Asking again opens it; each level of `path` can be lost to a race at most once.
+        """
+        for _ in range(path.count("/") + 1):
+            try:
+                return self._root.require_group(path)
+            except zarr.errors.ContainsGroupError:
+                continue
+        return self._root.require_group(path)
+
     def _nodes(self, top: str) -> Iterator[Any]:
         if top not in self._root:
             return
