@@ -141,7 +141,7 @@ def test_sigkill_during_training_then_rerun_reuses_finished_cells(
 ) -> None:
     command = [
         sys.executable, "-m", "genreflow.cli", "run", "--data", str(synthetic_folder), "--models", "baseline", "cnn",
-        "--clips", "1", "--epochs", "50", "--workers", "2",
+        "--clips", "1", "--epochs", "2", "--workers", "2",
         "--store", run_paths["store"], "--out", run_paths["out"], "--cache", run_paths["cache"],
     ]  # fmt: skip
     killed = subprocess.Popen(
