@@ -1,0 +1,297 @@
+"""Training one cell (model, clip length, seed, split) into a model directory that prediction can use alone.
+
+The model directory (`out_dir` of `train_cell`):
+
+    cell.json            what was trained on what: model, clip length and frames, seed, split, genres,
+                         feature configuration and id, data version, store, settings, number of folds.
+                         Written last: a directory without it is an interrupted training.
+    fold-<k>/            one per training: only fold-0 for stratified / paper / fault-filtered, K of them
+                         for kfold:K (fold k tests the k-th fold's tracks and trains on the others)
+        model.keras      (model.joblib for the baseline)
+        normalisation.json   per-band mean and std of this fold's training tracks
+        fold.json        this fold's train / valid / test track ids, epochs run, seconds, Keras history
+    result.json          written by `tasks.evaluate.evaluate_cell`
+
+Prediction averages the softmax of every fold's model: for kfold:K an ensemble of the K models, each
+trained on about (K-1)/K of the tracks; for the other splits simply the one model.
+
+Determinism: Keras' seed (`keras.utils.set_random_seed`) is set before each model is built, TensorFlow's op
+determinism is switched on, and every random crop comes from `numpy.random.default_rng([seed, fold,
+epoch])`; the same seed on the same machine and thread count gives the same model. TensorFlow fixes its
+thread pools on first use, so `threads` takes effect only in a process that has not run TensorFlow yet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genreflow.config import FeatureConfig
+from models.registry import MODELS, build_model, is_keras, save_model
+from storage.schema import TrackRecord
+from storage.store import FeatureStore
+from tasks.dataset import (
+    DEFAULT_MEMORY_CAP_MB,
+    Batch,
+    ClipStream,
+    clip_count,
+    epoch_batches,
+    evaluation_plan,
+    fit_band_normaliser,
+    to_tf_dataset,
+    training_clip_count,
+)
+from tasks.splits import Fold, make_folds
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 30
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_LEARNING_RATE = 1e-3
+DEFAULT_PATIENCE = 10
+CELL_FILE = "cell.json"
+FOLD_FILE = "fold.json"
+NORMALISATION_FILE = "normalisation.json"
+HISTORY_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How a cell trains; `crops_per_track=None` takes as many random crops as the track holds clips."""
+
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    patience: int = DEFAULT_PATIENCE
+    crops_per_track: int | None = None
+    memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB
+
+    def check(self) -> None:
+        """Refuse settings that cannot train, naming the setting."""
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.memory_cap_mb <= 0:
+            raise ValueError(f"learning_rate and memory_cap_mb must be positive, got {self}")
+        if self.crops_per_track is not None and self.crops_per_track < 1:
+            raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
+
+
+@dataclass(frozen=True)
+class CellInfo:
+    """The contents of cell.json: everything evaluation and prediction need besides the fold folders."""
+
+    model: str
+    clip_seconds: float
+    clip_frames: int
+    seed: int
+    split: str
+    genres: list[str]
+    feature_config: FeatureConfig
+    data_version: str
+    store: str
+    folds: int
+    settings: TrainingSettings = field(default_factory=TrainingSettings)
+
+    def save(self, model_dir: Path) -> None:
+        values = asdict(self)
+        values["feature_id"] = self.feature_config.identity()
+        _write_json(model_dir / CELL_FILE, values)
+
+    @classmethod
+    def load(cls, model_dir: Path) -> CellInfo:
+        path = Path(model_dir) / CELL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{model_dir} is not a trained genreflow model (no {CELL_FILE}; was training interrupted?)")
+        values = json.loads(path.read_text())
+        values.pop("feature_id")
+        values["feature_config"] = FeatureConfig.from_dict(values["feature_config"])
+        values["settings"] = TrainingSettings(**values["settings"])
+        return cls(**values)
+
+
+def fold_dir(model_dir: Path, fold: int) -> Path:
+    return Path(model_dir) / f"fold-{fold}"
+
+
+def cell_name(model: str, clip_seconds: float, seed: int) -> str:
+    """The folder name of a cell, as docs/CONTRACTS.md spells it: `cnn-5s-seed0`."""
+    return f"{model}-{clip_seconds:g}s-seed{seed}"
+
+
+def train_cell(
+    store_location: str,
+    model: str,
+    clip_seconds: float,
+    seed: int,
+    split: str,
+    out_dir: str | Path,
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    threads: int | None = None,
+    patience: int = DEFAULT_PATIENCE,
+    crops_per_track: int | None = None,
+    memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB,
+) -> Path:
+    """Train `model` on `clip_seconds` clips from the store into `out_dir` (the model directory); returns it."""
+    settings = TrainingSettings(epochs, batch_size, learning_rate, patience, crops_per_track, memory_cap_mb)
+    settings.check()
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    if clip_seconds <= 0:
+        raise ValueError(f"clip length must be positive seconds, got {clip_seconds}")
+    configure_tensorflow(threads)
+    store = FeatureStore.open(store_location)
+    records = store.tracks()
+    if not records:
+        raise ValueError(f"the store {store_location} holds no complete tracks to train on")
+    folds = make_folds({record.track_id: record.genre for record in records}, split, seed)
+    cell = CellInfo(
+        model=model,
+        clip_seconds=float(clip_seconds),
+        clip_frames=store.feature_config.frames_for(clip_seconds),
+        seed=seed,
+        split=split,
+        genres=sorted({record.genre for record in records}),
+        feature_config=store.feature_config,
+        data_version=store.data_version(),
+        store=store_location,
+        folds=len(folds),
+        settings=settings,
+    )
+    model_dir = _fresh_model_dir(Path(out_dir))
+    by_id = {record.track_id: record for record in records}
+    for index, fold in enumerate(folds):
+        _train_fold(cell, store, by_id, fold, index, fold_dir(model_dir, index))
+    cell.save(model_dir)
+    return model_dir
+
+
+def configure_tensorflow(threads: int | None) -> None:
+    """Deterministic ops, and `threads` for TensorFlow's pools if it has not started them yet."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    if not threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already running; its pools keep the size they were started with
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != threads:
+            logger.warning("TensorFlow already runs with %s intra-op threads; %d requested", current or "default", threads)
+
+
+def _fresh_model_dir(model_dir: Path) -> Path:
+    """`model_dir`, emptied of an earlier training's files (and only of those)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [model_dir / CELL_FILE, model_dir / "result.json"]:
+        stale.unlink(missing_ok=True)
+    for stale_fold in model_dir.glob("fold-*"):
+        shutil.rmtree(stale_fold)
+    return model_dir
+
+
+def _train_fold(
+    cell: CellInfo, store: FeatureStore, by_id: dict[str, TrackRecord], fold: Fold, index: int, directory: Path
+) -> None:
+    """Fit the normalisation and the model on one fold's training tracks; save both with the fold's facts."""
+    started = time.perf_counter()
+    directory.mkdir(parents=True)
+    normaliser = fit_band_normaliser(store, fold.train)
+    normaliser.save(directory / NORMALISATION_FILE)
+    model = _fresh_model(cell)
+    stream = ClipStream(store, cell.clip_frames, normaliser, cell.settings.batch_size, cell.settings.memory_cap_mb)
+    tracks = FoldTracks(
+        train=[by_id[track_id] for track_id in fold.train],
+        valid=[by_id[track_id] for track_id in fold.valid],
+        genre_index={genre: position for position, genre in enumerate(cell.genres)},
+        seed=(cell.seed, index),
+    )
+    logger.info("%s fold %d: %d training, %d validation tracks", cell.model, index, len(tracks.train), len(tracks.valid))
+    history = _fit(model, stream, tracks, cell.settings)
+    save_model(model, directory)
+    facts = {
+        "fold": index,
+        **asdict(fold),
+        "epochs_run": max(1, len(history["loss"])),  # the baseline makes one pass over its crops
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "history": history,
+    }
+    _write_json(directory / FOLD_FILE, facts)
+
+
+@dataclass(frozen=True)
+class FoldTracks:
+    """One fold's training and validation tracks, the genre numbering, and the seed of its random crops."""
+
+    train: list[TrackRecord]
+    valid: list[TrackRecord]
+    genre_index: dict[str, int]
+    seed: tuple[int, int]
+
+
+def _fresh_model(cell: CellInfo) -> Any:
+    """The cell's untrained model, with Keras' random state reset to the cell's seed."""
+    import keras
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(cell.seed)
+    return build_model(cell.model, (cell.clip_frames, cell.feature_config.n_mels), len(cell.genres))
+
+
+def _fit(model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings) -> dict[str, list[float]]:
+    """Train; returns the per-epoch history (empty lists for the baseline, which is not trained in epochs)."""
+    training = epoch_batches(stream, tracks.train, tracks.genre_index, settings.crops_per_track, tracks.seed)
+    if not is_keras(model):
+        model.fit_batches(training())
+        return {name: [] for name in HISTORY_KEYS}
+    return _fit_keras(model, stream, training, tracks, settings)
+
+
+def _fit_keras(
+    model: Any,
+    stream: ClipStream,
+    training: Callable[[], Iterator[Batch]],
+    tracks: FoldTracks,
+    settings: TrainingSettings,
+) -> dict[str, list[float]]:
+    """Adam on sparse cross-entropy; early stopping on the validation loss, keeping the best weights."""
+    import keras
+
+    train_clips = training_clip_count(tracks.train, stream.clip_frames, settings.crops_per_track)
+    valid_plan = evaluation_plan(tracks.valid, tracks.genre_index, stream.clip_frames)
+    train_data = to_tf_dataset(training, stream, stream.batch_count(train_clips))
+    valid_data = to_tf_dataset(lambda: stream.batches(valid_plan), stream, stream.batch_count(clip_count(valid_plan)))
+    model.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logger.info("epoch %d: %s", epoch + 1, _rounded(logs))),
+    ]
+    fitted = model.fit(
+        train_data, validation_data=valid_data, epochs=settings.epochs, callbacks=callbacks, shuffle=False, verbose=0
+    )
+    return {name: [float(value) for value in fitted.history.get(name, [])] for name in HISTORY_KEYS}
+
+
+def _rounded(logs: dict[str, float] | None) -> dict[str, float]:
+    return {name: round(float(value), 4) for name, value in (logs or {}).items()}
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    """Through a temporary name, so that a reader never sees half a file."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(content, indent=1))
+    partial.replace(path)

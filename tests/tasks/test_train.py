@@ -1,0 +1,113 @@
+"""Training a cell on real Zarr stores with real TensorFlow: what the model directory holds, and that it learns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genreflow.config import FeatureConfig
+from models.registry import MODEL_NAMES, load_model
+from storage.schema import StoreError
+from storage.store import FeatureStore
+from tasks.dataset import BandNormaliser, fit_band_normaliser
+from tasks.evaluate import evaluate_cell
+from tasks.train import CellInfo, fold_dir, train_cell
+from tests.models.stores import synthetic_audio_store, write_tiny_store
+
+CLIP_SECONDS = 0.5  # 22 frames: the CRNN's four pools need 16
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    location = tmp_path_factory.mktemp("train") / "store.zarr"
+    write_tiny_store(location, genres=3, tracks_per_genre=4)
+    return str(location)
+
+
+def fixed_clips(frames: int = 22) -> np.ndarray:
+    return np.random.default_rng(9).normal(size=(6, frames, 128)).astype(np.float32)
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_each_model_trains_into_a_self_contained_model_directory(model: str, tiny_store: str, tmp_path: Path) -> None:
+    model_dir = train_cell(tiny_store, model, CLIP_SECONDS, 0, "stratified", tmp_path / "cell", epochs=1)
+    assert model_dir == tmp_path / "cell"
+    cell = CellInfo.load(model_dir)
+    assert (cell.model, cell.clip_frames, cell.genres, cell.folds) == (model, 22, ["g0", "g1", "g2"], 1)
+    assert cell.feature_config == FeatureStore.open(tiny_store).feature_config
+    assert cell.data_version == FeatureStore.open(tiny_store).data_version()
+    fold = json.loads((fold_dir(model_dir, 0) / "fold.json").read_text())
+    assert (len(fold["train"]), len(fold["valid"]), len(fold["test"])) == (6, 3, 3)
+    assert fold["epochs_run"] == 1
+    assert len(fold["history"]["loss"]) == (0 if model == "baseline" else 1)
+    assert np.asarray(load_model(fold_dir(model_dir, 0)).predict_on_batch(fixed_clips())).shape == (6, 3)
+
+
+def test_normalisation_comes_from_each_folds_training_tracks_only(tiny_store: str, tmp_path: Path) -> None:
+    model_dir = train_cell(tiny_store, "baseline", CLIP_SECONDS, 0, "kfold:2", tmp_path / "cell")
+    store = FeatureStore.open(tiny_store)
+    for index in range(2):
+        fold = json.loads((fold_dir(model_dir, index) / "fold.json").read_text())
+        saved = BandNormaliser.load(fold_dir(model_dir, index) / "normalisation.json")
+        np.testing.assert_allclose(saved.mean, fit_band_normaliser(store, fold["train"]).mean, rtol=1e-6)
+        everything = fit_band_normaliser(store, [record.track_id for record in store.tracks()])
+        assert not np.allclose(saved.mean, everything.mean)
+    tested = [track for index in range(2) for track in json.loads((fold_dir(model_dir, index) / "fold.json").read_text())["test"]]
+    assert sorted(tested) == [record.track_id for record in store.tracks()]
+
+
+def test_the_same_seed_trains_the_same_model_and_another_seed_does_not(tiny_store: str, tmp_path: Path) -> None:
+    def trained_output(seed: int, name: str) -> np.ndarray:
+        model_dir = train_cell(tiny_store, "cnn", CLIP_SECONDS, seed, "stratified", tmp_path / name, epochs=1)
+        return np.asarray(load_model(fold_dir(model_dir, 0)).predict_on_batch(fixed_clips()))
+
+    first = trained_output(0, "a")
+    np.testing.assert_allclose(trained_output(0, "b"), first, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(trained_output(1, "c"), first, atol=1e-3)
+
+
+def test_retraining_into_a_model_directory_replaces_the_earlier_training(tiny_store: str, tmp_path: Path) -> None:
+    train_cell(tiny_store, "baseline", CLIP_SECONDS, 0, "kfold:3", tmp_path / "cell")
+    (tmp_path / "cell" / "result.json").write_text("{}")
+    train_cell(tiny_store, "baseline", CLIP_SECONDS, 0, "stratified", tmp_path / "cell")
+    assert sorted(path.name for path in (tmp_path / "cell").iterdir()) == ["cell.json", "fold-0"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"model": "resnet"}, "unknown model 'resnet'"),
+        ({"split": "random"}, "unknown split 'random'"),
+        ({"clip_seconds": 0}, "clip length must be positive"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(arguments: dict, message: str, tiny_store: str, tmp_path: Path) -> None:
+    call = {"store_location": tiny_store, "model": "cnn", "clip_seconds": 1.0, "seed": 0, "split": "stratified",
+            "out_dir": tmp_path / "cell", **arguments}  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        train_cell(**call)
+    assert not (tmp_path / "cell").exists()
+
+
+def test_a_missing_or_empty_store_is_named(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no genreflow store"):
+        train_cell(str(tmp_path / "nowhere.zarr"), "cnn", 1.0, 0, "stratified", tmp_path / "cell")
+    FeatureStore.create_or_open(str(tmp_path / "empty.zarr"), FeatureConfig())
+    with pytest.raises(ValueError, match="empty.zarr holds no complete tracks"):
+        train_cell(str(tmp_path / "empty.zarr"), "cnn", 1.0, 0, "stratified", tmp_path / "cell")
+
+
+def test_the_cnn_learns_the_synthetic_collection_clearly_above_chance(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Real WAVs through the extraction code; 64 bands at a 1024 hop keep the budget small on two cores.
+    config = FeatureConfig(n_mels=64, n_fft=2048, hop_length=1024)
+    _, store = synthetic_audio_store(tmp_path_factory.mktemp("synthetic-cnn"), tracks_per_genre=16, seconds=3.0, config=config)
+    model_dir = train_cell(store, "cnn", 1.0, 0, "stratified", tmp_path_factory.mktemp("cnn") / "cell", epochs=6, batch_size=16)
+    result = evaluate_cell(model_dir, store)
+    chance = 1 / len(result["genres"])
+    assert result["n_tracks"]["test"] == 18
+    assert result["metrics"]["track"]["accuracy"] >= 2.5 * chance
+    assert result["metrics"]["clip"]["accuracy"] >= 2 * chance
