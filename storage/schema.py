@@ -27,7 +27,9 @@ COMPLETE_FLAG = "complete"
 # a 30 s track is six.
 CHUNK_FRAMES = 256
 BLOSC_CNAME = "zstd"
-BLOSC_LEVEL = 5
+# Log-mel float16 hardly compresses (331 KB raw per 30 s; 277 KB at level 1, 267 KB at 3 or 5); level 1
+# costs about 12 ms less CPU per track than level 5 when writing, measured here.
+BLOSC_LEVEL = 1
 
 
 @dataclass(frozen=True)

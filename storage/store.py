@@ -104,7 +104,7 @@ class FeatureStore:
             overwrite=True,
         )
         array[...] = features.astype(self.feature_config.dtype, copy=False)
-        array.attrs.update(record.to_attrs())
+        array.update_attributes(record.to_attrs())  # one metadata write, the last of the track
 
     def quarantine(self, record: QuarantineRecord) -> None:
         """Record a file that failed, with its reason; a complete copy of it, if any, is left alone."""

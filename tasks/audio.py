@@ -69,10 +69,8 @@ def decode_audio(data: bytes, path: str, sample_rate: int, min_seconds: float = 
     if samples.shape[0] == 0:
         raise AudioError(path, "no audio: the file holds 0 frames")
     mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
-    if not np.all(np.isfinite(mono)):
-        raise AudioError(path, "corrupt: the decoded samples contain NaN or infinity")
+    _check_finite_and_not_silent(mono, path)
     audio = _resample(mono, source_rate, sample_rate)
-    _check_not_silent(audio, path)
     _check_long_enough(audio, sample_rate, min_seconds, path)
     return audio
 
@@ -136,8 +134,11 @@ def _check_long_enough(audio: np.ndarray, sample_rate: int, min_seconds: float, 
         raise AudioError(path, f"too short: {seconds:.2f} s, the longest clip needs {min_seconds:g} s")
 
 
-def _check_not_silent(audio: np.ndarray, path: str) -> None:
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-    level = 20 * np.log10(rms) if rms > 0 else float("-inf")
+def _check_finite_and_not_silent(audio: np.ndarray, path: str) -> None:
+    """One dot product answers both: a NaN or infinity anywhere makes the energy non-finite."""
+    energy = float(np.dot(audio, audio))
+    if not np.isfinite(energy):
+        raise AudioError(path, "corrupt: the decoded samples contain NaN or infinity")
+    level = 10 * np.log10(energy / audio.size) if energy > 0 else float("-inf")
     if level < SILENCE_RMS_DBFS:
         raise AudioError(path, f"silent: RMS level {level:.1f} dBFS is below {SILENCE_RMS_DBFS:g} dBFS")
