@@ -1,0 +1,312 @@
+"""Extraction benchmark: librosa as a user would write it, against genreflow's extraction, on the same files.
+
+Stages, each over every track:
+  1. librosa baseline: per file `librosa.load` + `melspectrogram` + `power_to_db`, sequentially, in process;
+  2. genreflow on one worker: `extract_track` (decode, checks, hash, log-mel, Zarr write) sequentially;
+  3. genreflow on Dask, one worker per core (the fixed worker environment `dask_client` builds);
+  4. the same work on a plain `ProcessPoolExecutor`, as a reference for Dask's own overhead;
+  5. Dask with its default worker environment (`MALLOC_TRIM_THRESHOLD_=65536`): the trap. Last, because
+     Dask's nanny also sets that variable in this process, where later children would inherit it.
+
+Wall times depend on what else the machine runs; CPU seconds (so `speedup_vs_librosa_cpu`) and minor
+page faults per track (stages 1, 2, 3, 5) hardly do, and show the trap even on a busy machine.
+
+Prints a table, then last one JSON line: speedup_vs_librosa (2 vs 1), dask_efficiency (3 vs 2, per
+core), audio_seconds_per_second (3), bytes_per_track, peak_rss_mb (largest worker), client memory growth.
+
+    python bench/extract.py --data ../shared/data/gtzan-mini
+    python bench/extract.py --synthetic 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import psutil
+from distributed import Client
+
+from genreflow.config import DEFAULT_CLIP_SECONDS, FeatureConfig
+from storage.store import FeatureStore
+from tasks.collection import SourceTrack, scan_collection
+from tasks.extract import TrackOutcome, default_worker_count, dask_client, extract_batch, extract_track
+from tasks.logmel import log_mel
+from tasks.synthetic import GENRES, write_synthetic_collection
+
+MIN_SECONDS = max(DEFAULT_CLIP_SECONDS)
+COMPARED_TRACKS = 3  # tracks whose librosa result is kept to check the stored features against
+
+
+@dataclass
+class Stage:
+    """One way of extracting every track, timed."""
+
+    name: str
+    workers: int
+    tracks: int
+    audio_seconds: float
+    wall_seconds: float
+    cpu_seconds: float | None = None  # user + system, summed over the workers (where measured)
+    page_faults: int | None = None  # minor faults: the malloc trap shows up here, whatever the machine's load
+
+    @property
+    def audio_seconds_per_second(self) -> float:
+        return self.audio_seconds / self.wall_seconds
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", help="a GTZAN-layout folder")
+    source.add_argument("--synthetic", type=int, metavar="N", default=120,
+                        help="N synthetic 30 s tracks in total, rounded up to whole genres (default 120)")
+    parser.add_argument("--work-dir", default="runs/bench", help="where the synthetic audio and stores go")
+    parser.add_argument("--workers", type=int, default=default_worker_count(), help="Dask workers (default: cores)")
+    return parser.parse_args(argv)
+
+
+def bench_tracks(args: argparse.Namespace) -> list[SourceTrack]:
+    if args.data:
+        return scan_collection(args.data).tracks
+    per_genre = math.ceil(args.synthetic / len(GENRES))
+    folder = Path(args.work_dir) / f"synthetic-seed0-n{per_genre}"
+    return scan_collection(write_synthetic_collection(folder, tracks_per_genre=per_genre, seed=0)).tracks
+
+
+def warm_page_cache(tracks: list[SourceTrack]) -> None:
+    """Read every file once, so the first stage does not pay for the disk alone."""
+    for track in tracks:
+        Path(track.path).read_bytes()
+
+
+# ---- stages ----------------------------------------------------------------------------------------------
+def librosa_baseline(tracks: list[SourceTrack], config: FeatureConfig) -> tuple[Stage, list[np.ndarray]]:
+    """Stage 1; also returns the first tracks' log-mels (frames, n_mels) for the accuracy check."""
+    import librosa
+
+    kept: list[np.ndarray] = []
+    audio_seconds, usage_before, started = 0.0, usage(), time.perf_counter()
+    for track in tracks:
+        audio, rate = librosa.load(track.path, sr=config.sample_rate)
+        power = librosa.feature.melspectrogram(
+            y=audio, sr=rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels, power=2.0
+        )
+        decibels = librosa.power_to_db(power, ref=1.0, top_db=config.top_db)
+        audio_seconds += audio.size / rate
+        if len(kept) < COMPARED_TRACKS:
+            kept.append(decibels.T)
+    wall = time.perf_counter() - started
+    cpu, faults = _difference([usage()], [usage_before])
+    return Stage("1 librosa, sequential", 1, len(tracks), audio_seconds, wall, cpu, faults), kept
+
+
+def genreflow_in_process(tracks: list[SourceTrack], config: FeatureConfig, store: str) -> Stage:
+    usage_before, started = usage(), time.perf_counter()
+    outcomes = [extract_track(track, store, config, MIN_SECONDS) for track in tracks]
+    wall = time.perf_counter() - started
+    return _stage("2 genreflow, one worker", 1, outcomes, wall, _difference([usage()], [usage_before]))
+
+
+def genreflow_on_dask(
+    name: str, open_client: Callable[[], AbstractContextManager[Client]], tracks: list[SourceTrack], config: FeatureConfig,
+    store: str, workers: int, client_rss: list[float],
+) -> tuple[Stage, int]:
+    """Stages 3 and 5 (startup not timed); returns the largest worker peak RSS and samples the client's RSS."""
+    with open_client() as client:
+        client.run(warm_up, config)
+        usage_before, started = client.run(usage), time.perf_counter()
+        outcomes = extract_batch(tracks, store, config, MIN_SECONDS, client, on_outcome=_rss_sampler(client_rss))
+        wall = time.perf_counter() - started
+        used = _difference(client.run(usage).values(), usage_before.values())
+        peak_kib = max(client.run(_peak_rss_kib).values())
+    return _stage(name, workers, outcomes, wall, used), peak_kib
+
+
+def genreflow_on_process_pool(tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int) -> Stage:
+    FeatureStore.create_or_open(store, config)
+    work = partial(extract_track, store_location=store, feature_config=config, min_seconds=MIN_SECONDS)
+    context = multiprocessing.get_context("spawn")
+    everyone_warm = context.Barrier(workers + 1)
+    with ProcessPoolExecutor(workers, context, _warm_up_then_wait, (config, everyone_warm)) as pool:
+        for _ in range(workers):
+            pool.submit(abs, 0)  # the pool starts one process per task waiting
+        everyone_warm.wait()
+        started = time.perf_counter()
+        outcomes = list(pool.map(work, tracks))
+        wall = time.perf_counter() - started
+    return _stage("4 genreflow, process pool", workers, outcomes, wall)
+
+
+@contextmanager
+def dask_default_environment_client(workers: int) -> Iterator[Client]:
+    """A LocalCluster exactly as Dask configures it: the malloc trap included."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            yield client
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+def warm_up(config: FeatureConfig) -> None:
+    """Import librosa and build the mel filter bank in a worker before timing: a once-per-worker cost."""
+    log_mel(np.zeros(config.n_fft, np.float32), config)
+
+
+def _warm_up_then_wait(config: FeatureConfig, everyone_warm: threading.Barrier) -> None:
+    warm_up(config)
+    everyone_warm.wait()
+
+
+def usage() -> tuple[float, int]:
+    """CPU seconds (user + system) and minor page faults of this process so far."""
+    current = resource.getrusage(resource.RUSAGE_SELF)
+    return current.ru_utime + current.ru_stime, current.ru_minflt
+
+
+def _difference(after: Iterable[tuple[float, int]], before: Iterable[tuple[float, int]]) -> tuple[float, int]:
+    """Usage between two snapshots, summed over processes."""
+    pairs = list(zip(after, before))
+    return sum(a[0] - b[0] for a, b in pairs), sum(a[1] - b[1] for a, b in pairs)
+
+
+def _stage(
+    name: str, workers: int, outcomes: list[TrackOutcome], wall: float, used: tuple[float, int] | None = None
+) -> Stage:
+    cpu, faults = used if used is not None else (None, None)
+    return Stage(name, workers, len(outcomes), sum(outcome.audio_seconds for outcome in outcomes), wall, cpu, faults)
+
+
+def _peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _rss_sampler(samples: list[float]) -> Callable[[TrackOutcome], None]:
+    process = psutil.Process()
+    return lambda _outcome: samples.append(process.memory_info().rss / 2**20)
+
+
+def max_difference_db(store: str, tracks: list[SourceTrack], reference: list[np.ndarray]) -> float:
+    """Largest |stored - librosa| in dB over the kept tracks (the store holds float16)."""
+    features = FeatureStore.open(store)
+    return max(
+        float(np.max(np.abs(features.read(track.track_id) - expected))) for track, expected in zip(tracks, reference)
+    )
+
+
+def client_growth_mb_per_1000_tracks(samples: list[float]) -> float:
+    """Client RSS growth from the first tenth of the outcomes to the last, scaled to 1,000 tracks."""
+    first = max(1, len(samples) // 10)
+    if len(samples) <= first:
+        return 0.0
+    return (samples[-1] - samples[first - 1]) / (len(samples) - first) * 1000
+
+
+def print_table(stages: list[Stage], baseline: Stage) -> None:
+    print(
+        f"{'stage':28} {'workers':>7} {'tracks':>6} {'audio h':>7} {'wall s':>7} {'audio s/s':>9} "
+        f"{'x librosa':>9} {'cpu s/track':>11} {'faults/track':>12}"
+    )
+    for stage in stages:
+        speedup = stage.audio_seconds_per_second / baseline.audio_seconds_per_second
+        cpu = "-" if stage.cpu_seconds is None else f"{stage.cpu_seconds / stage.tracks:.3f}"
+        faults = "-" if stage.page_faults is None else f"{stage.page_faults / stage.tracks:.0f}"
+        print(
+            f"{stage.name:28} {stage.workers:7d} {stage.tracks:6d} {stage.audio_seconds / 3600:7.2f} "
+            f"{stage.wall_seconds:7.1f} {stage.audio_seconds_per_second:9.0f} {speedup:9.2f} {cpu:>11} {faults:>12}"
+        )
+
+
+@dataclass
+class Results:
+    """Every stage, plus what was measured beside the timings."""
+
+    librosa: Stage
+    single: Stage
+    dask: Stage
+    pool: Stage
+    trap: Stage
+    worker_peak_kib: int
+    client_rss_mb: list[float]
+    bytes_per_track: float
+    max_difference_db: float
+
+    def efficiency(self, stage: Stage) -> float:
+        """Throughput per worker relative to one worker in process (1.0 = perfect scaling)."""
+        return round(stage.audio_seconds_per_second / (self.single.audio_seconds_per_second * stage.workers), 3)
+
+
+def run_stages(tracks: list[SourceTrack], config: FeatureConfig, workers: int, scratch: Path) -> Results:
+    stores = {name: str(scratch / f"{name}.zarr") for name in ("single", "dask", "pool", "trap")}
+    client_rss: list[float] = []
+    librosa_stage, reference = librosa_baseline(tracks, config)
+    single = genreflow_in_process(tracks, config, stores["single"])
+    fixed_client = partial(dask_client, None, workers)
+    dask_stage, peak_kib = genreflow_on_dask(
+        "3 genreflow, Dask", fixed_client, tracks, config, stores["dask"], workers, client_rss
+    )
+    pool_stage = genreflow_on_process_pool(tracks, config, stores["pool"], workers)
+    trap_client = partial(dask_default_environment_client, workers)
+    trap_stage, _ = genreflow_on_dask(
+        "5 Dask default env (trap)", trap_client, tracks, config, stores["trap"], workers, []
+    )
+    stored = FeatureStore.open(stores["dask"])
+    return Results(
+        librosa_stage, single, dask_stage, pool_stage, trap_stage, peak_kib, client_rss,
+        bytes_per_track=stored.bytes_on_disk() / max(1, len(stored.tracks())),
+        max_difference_db=max_difference_db(stores["dask"], tracks, reference),
+    )
+
+
+def summary(results: Results) -> dict[str, float | int]:
+    """The JSON line: the issue's figures first, then what explains them."""
+    dask, trap = results.dask, results.trap
+    return {
+        "tracks": dask.tracks,
+        "workers": dask.workers,
+        "speedup_vs_librosa": round(
+            results.single.audio_seconds_per_second / results.librosa.audio_seconds_per_second, 3
+        ),
+        "speedup_vs_librosa_cpu": round(results.librosa.cpu_seconds / results.single.cpu_seconds, 3),
+        "dask_efficiency": results.efficiency(dask),
+        "audio_seconds_per_second": round(dask.audio_seconds_per_second, 1),
+        "bytes_per_track": round(results.bytes_per_track),
+        "peak_rss_mb": round(results.worker_peak_kib / 1024, 1),
+        "client_rss_growth_mb_per_1000_tracks": round(client_growth_mb_per_1000_tracks(results.client_rss_mb), 2),
+        "process_pool_efficiency": results.efficiency(results.pool),
+        "dask_efficiency_default_env": results.efficiency(trap),
+        "page_faults_per_track": round(dask.page_faults / dask.tracks),
+        "page_faults_per_track_default_env": round(trap.page_faults / trap.tracks),
+        "max_abs_db_vs_librosa": round(results.max_difference_db, 4),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = FeatureConfig()
+    tracks = bench_tracks(args)
+    warm_page_cache(tracks)
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as scratch:
+        results = run_stages(tracks, config, args.workers, Path(scratch))
+    print_table([results.librosa, results.single, results.dask, results.pool, results.trap], results.librosa)
+    print(json.dumps(summary(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
