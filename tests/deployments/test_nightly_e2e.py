@@ -9,17 +9,22 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import pytest
 
 from deployments import nightly
+from tests.support.music import tiny_collection
 from tests.support.prefect_server import PrefectServer
 from tests.support.processes import venv_script
 
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.client.schemas.responses import DeploymentResponse
+
 REPO_ROOT = Path(nightly.__file__).resolve().parents[1]
 TINY_GRID = ["--models", "baseline", "--clips", "1", "--epochs", "1", "--workers", "1"]
-TRACK_SECONDS = 3.0  # short synthetic tracks: the flow's own 30 s ones would take most of the test's time
 REPORT_ARTIFACT = "genreflow-report"
 # Where to keep the UI screenshot (the README's docs/ui-run.png is made by setting this); else a temp folder.
 SCREENSHOT_TARGET = os.environ.get("GENREFLOW_UI_SCREENSHOT")
@@ -32,9 +37,9 @@ class NightlyRuns:
 
     server: PrefectServer
     out: Path
-    deployment: Any
-    first_id: Any
-    second_id: Any
+    deployment: DeploymentResponse
+    first_id: UUID
+    second_id: UUID
     waiting_after_first_worker: str
     first_summary: dict[str, Any]
 
@@ -53,7 +58,7 @@ def run_worker_once(server: PrefectServer, log: Path) -> None:
     run_logged(command, server, log, timeout=300)
 
 
-def state_of(flow_run_id: Any) -> Any:
+def state_of(flow_run_id: UUID) -> FlowRun:
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
@@ -67,10 +72,8 @@ def nightly_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.synthetic import write_synthetic_collection
-
     work = tmp_path_factory.mktemp("nightly")
-    music = write_synthetic_collection(work / "music", tracks_per_genre=3, seed=0, seconds=TRACK_SECONDS)
+    music = tiny_collection(work / "music")
     locations = ["--data", str(music), "--store", str(work / "store.zarr"), "--out", str(work / "out"),
                  "--cache", str(work / "cache")]  # fmt: skip
     deploy = [sys.executable, "-m", "deployments.nightly", *TINY_GRID, *locations]

@@ -13,7 +13,7 @@ import pytest
 from genreflow.config import FeatureConfig
 from storage.schema import QuarantineRecord, SourceStamp, StoreError, TrackRecord
 from storage.store import FeatureStore
-from tests.support.object_store import running_s3_server
+from tests.support.object_store import s3_bucket_in_environment
 
 CONFIG = FeatureConfig(n_mels=16)
 BUCKET = "genreflow-test"
@@ -21,13 +21,7 @@ BUCKET = "genreflow-test"
 
 @pytest.fixture(scope="module")
 def s3_bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An empty bucket on a moto server that s3fs reaches through the standard AWS environment variables."""
-    import s3fs
-
-    with running_s3_server(tmp_path_factory.mktemp("moto")) as env, pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        s3fs.S3FileSystem(skip_instance_cache=True).mkdir(BUCKET)
+    with s3_bucket_in_environment(tmp_path_factory.mktemp("moto"), BUCKET):
         yield BUCKET
 
 

@@ -24,3 +24,23 @@ def running_s3_server(log_dir: Path) -> Iterator[dict[str, str]]:
     command = [venv_script("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
     with background_process(command, log_dir / "moto.log", lambda: http_ok(f"{endpoint}/moto-api/")):
         yield {"AWS_ENDPOINT_URL": endpoint, **FAKE_CREDENTIALS}
+
+
+@contextmanager
+def s3_bucket_in_environment(log_dir: Path, bucket: str) -> Iterator[dict[str, str]]:
+    """moto running, this process's environment pointing s3fs at it and an empty `bucket` there; yields the
+    environment, for processes (Dask workers) that must reach the same bucket."""
+    import pytest
+    import s3fs
+
+    with running_s3_server(log_dir) as env, pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        # fsspec reuses S3FileSystem instances made with the same arguments: one made for an earlier
+        # server would keep calling that server's (now closed) endpoint.
+        s3fs.S3FileSystem.clear_instance_cache()
+        try:
+            s3fs.S3FileSystem().mkdir(bucket)
+            yield env
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()

@@ -5,27 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from genreflow.config import FeatureConfig
 from storage.store import FeatureStore
 from tests.support.dask_cluster import running_dask_cluster, workers_at
-from tests.support.object_store import running_s3_server
+from tests.support.music import tiny_collection
+from tests.support.object_store import s3_bucket_in_environment
+
+if TYPE_CHECKING:
+    from tasks.collection import SourceTrack
 
 N_WORKERS = 2
 CONFIG = FeatureConfig(n_mels=32)
+BUCKET = "features"
 
 
 @pytest.fixture(scope="module")
 def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A moto server, with this process's environment pointing s3fs at it for the module's tests."""
-    import s3fs
-
-    with running_s3_server(tmp_path_factory.mktemp("moto")) as env, pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        s3fs.S3FileSystem(skip_instance_cache=True).mkdir("features")
+    with s3_bucket_in_environment(tmp_path_factory.mktemp("moto"), BUCKET) as env:
         yield env
 
 
@@ -37,15 +37,13 @@ def scheduler_address(tmp_path_factory: pytest.TempPathFactory, s3_env: dict[str
 
 
 @pytest.fixture(scope="module")
-def tracks(tmp_path_factory: pytest.TempPathFactory) -> list:
+def tracks(tmp_path_factory: pytest.TempPathFactory) -> list[SourceTrack]:
     from tasks.collection import scan_collection
-    from tasks.synthetic import write_synthetic_collection
 
-    root = write_synthetic_collection(tmp_path_factory.mktemp("music"), tracks_per_genre=1, seed=0)
-    return scan_collection(root).tracks
+    return scan_collection(tiny_collection(tmp_path_factory.mktemp("music"))).tracks
 
 
-def extract_on(address: str, tracks: list, store: str) -> set[str]:
+def extract_on(address: str, tracks: list[SourceTrack], store: str) -> set[str]:
     """Extract through the scheduler at `address`; return the workers that ran the work."""
     from distributed import get_task_stream
 
@@ -61,7 +59,7 @@ def extract_on(address: str, tracks: list, store: str) -> set[str]:
     return ran_on
 
 
-def test_extraction_runs_on_the_given_schedulers_workers(scheduler_address: str, tracks: list, tmp_path: Path) -> None:
+def test_extraction_runs_on_the_given_schedulers_workers(scheduler_address: str, tracks: list[SourceTrack], tmp_path: Path) -> None:
     store = str(tmp_path / "store.zarr")
 
     extract_on(scheduler_address, tracks, store)
@@ -70,8 +68,8 @@ def test_extraction_runs_on_the_given_schedulers_workers(scheduler_address: str,
     assert workers_at(scheduler_address) == N_WORKERS  # the cluster is the user's: it is left running
 
 
-def test_workers_write_straight_into_an_s3_store(scheduler_address: str, tracks: list, s3_env: dict[str, str]) -> None:
-    store = "s3://features/store.zarr"
+def test_workers_write_straight_into_an_s3_store(scheduler_address: str, tracks: list[SourceTrack], s3_env: dict[str, str]) -> None:
+    store = f"s3://{BUCKET}/store.zarr"
 
     extract_on(scheduler_address, tracks, store)
 
