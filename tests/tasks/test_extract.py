@@ -157,15 +157,29 @@ def test_a_store_that_cannot_be_written_fails_loudly_quarantines_nothing_and_is_
     assert store.incomplete_track_ids() == []
 
 
-def test_workers_run_without_the_malloc_trap_and_with_one_thread_each(client):
+def worker_settings() -> tuple[str | None, str | None, str | None, bool]:
     import dask
 
-    def worker_settings() -> tuple[str | None, str | None, bool]:
-        return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
-                dask.config.get("distributed.worker.profile.enabled"))
+    return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("MALLOC_TOP_PAD_"),
+            os.environ.get("OMP_NUM_THREADS"), dask.config.get("distributed.worker.profile.enabled"))
 
-    assert set(client.run(worker_settings).values()) == {(None, "1", False)}
+
+def test_workers_run_without_the_malloc_trap_and_with_one_thread_each(client):
+    assert set(client.run(worker_settings).values()) == {(None, str(64 * 2**20), "1", False)}
     assert {info["nthreads"] for info in client.scheduler_info()["workers"].values()} == {1}
+
+
+def test_a_trap_in_the_parent_is_not_inherited_and_the_parent_keeps_its_environment(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as an earlier default Dask cluster leaves it
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    names = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "OMP_NUM_THREADS", "PYTHONHASHSEED")
+    before = {name: os.environ.get(name) for name in names}
+
+    with dask_client(None, 1) as fresh:
+        settings = set(fresh.run(worker_settings).values())
+
+    assert settings == {(None, str(64 * 2**20), "1", False)}
+    assert {name: os.environ.get(name) for name in names} == before
 
 
 def test_dask_client_joins_a_running_scheduler(client):
