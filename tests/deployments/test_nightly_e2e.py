@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from uuid import UUID
 import pytest
 
 from deployments import nightly
-from tests.support.music import tiny_collection
+from tests.support.music import TRACK_COUNT, tiny_collection
 from tests.support.prefect_server import PrefectServer
 from tests.support.processes import venv_script
 
@@ -44,12 +45,14 @@ class NightlyRuns:
     first_summary: dict[str, Any]
 
 
-def run_logged(command: list[str], server: PrefectServer, log: Path, timeout: float) -> None:
-    """Run a command against the server; on failure, the error shows its output."""
+def run_logged(command: list[str], server: PrefectServer, log: Path, timeout: float) -> str:
+    """Run a command against the server and return its output; on failure, the error shows that output."""
     env = {**os.environ, **server.client_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    log.write_text(done.stdout + done.stderr)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-4000:]}"
+    output = done.stdout + done.stderr
+    log.write_text(output)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{output[-4000:]}"
+    return output
 
 
 def run_worker_once(server: PrefectServer, log: Path) -> None:
@@ -65,9 +68,16 @@ def state_of(flow_run_id: UUID) -> FlowRun:
         return client.read_flow_run(flow_run_id)
 
 
+def manual_run(server: PrefectServer, name: str, log: Path) -> UUID:
+    """Trigger a run the way the README says (`prefect deployment run ... -p`); returns its id."""
+    command = [venv_script("prefect"), "deployment", "run", name, "-p", "epochs=1"]
+    output = run_logged(command, server, log, timeout=120)
+    return UUID(re.search(r"UUID: ([0-9a-f-]{36})", output).group(1))
+
+
 @pytest.fixture(scope="module")
 def nightly_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> NightlyRuns:
-    """Deploy with `python -m deployments.nightly`, trigger two runs at once, then run a worker twice."""
+    """Deploy with `python -m deployments.nightly`, trigger two runs (API, then CLI), run a worker twice."""
     from prefect import get_client
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -79,16 +89,17 @@ def nightly_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
     deploy = [sys.executable, "-m", "deployments.nightly", *TINY_GRID, *locations]
     run_logged(deploy, prefect_server, work / "deploy.log", timeout=180)
 
+    name = f"genreflow/{nightly.DEPLOYMENT_NAME}"
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
-        name = f"genreflow/{nightly.DEPLOYMENT_NAME}"
-        first, second = (run_deployment(name, timeout=0) for _ in range(2))
+        first_id = run_deployment(name, timeout=0).id
+        second_id = manual_run(prefect_server, name, work / "trigger.log")
         run_worker_once(prefect_server, work / "worker-1.log")
-        waiting = state_of(second.id).state.type.value
+        waiting = state_of(second_id).state.type.value
         first_summary = json.loads((work / "out" / "summary.json").read_text())
         run_worker_once(prefect_server, work / "worker-2.log")
         with get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name(name)
-    return NightlyRuns(prefect_server, work / "out", deployment, first.id, second.id, waiting, first_summary)
+    return NightlyRuns(prefect_server, work / "out", deployment, first_id, second_id, waiting, first_summary)
 
 
 @pytest.fixture
@@ -127,13 +138,15 @@ def test_a_run_completes_with_its_task_runs_and_report_artifact(runs: NightlyRun
     assert artifacts and "baseline" in str(artifacts[0].data)
 
 
-def test_an_unchanged_second_night_reuses_every_cell(runs: NightlyRuns) -> None:
+def test_an_unchanged_second_night_reuses_every_track_and_cell(runs: NightlyRuns) -> None:
     second_summary = json.loads((runs.out / "summary.json").read_text())
+    second_run = json.loads((runs.out / "run.json").read_text())
 
     assert runs.first_summary["flow_run_id"] == str(runs.first_id)
     assert [cell["status"] for cell in runs.first_summary["cells"]] == ["trained"]
     assert second_summary["flow_run_id"] == str(runs.second_id)
     assert [cell["status"] for cell in second_summary["cells"]] == ["reused"]
+    assert second_run["extraction"] == {"extracted": 0, "skipped": TRACK_COUNT, "quarantined": 0}
 
 
 def test_the_ui_shows_the_run_and_its_task_runs(runs: NightlyRuns, tmp_path: Path) -> None:

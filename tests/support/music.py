@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.synthetic import GENRES, write_synthetic_collection
+
 TRACKS_PER_GENRE = 3  # the fewest that a stratified train/validation/test split accepts
+TRACK_COUNT = TRACKS_PER_GENRE * len(GENRES)
 TRACK_SECONDS = 3.0  # the flow's own synthetic tracks last 30 s and would take most of a test's time
 
 
 def tiny_collection(root: Path) -> Path:
     """Write (once) and return the collection's root folder, to pass as the flow's `data`."""
-    from tasks.synthetic import write_synthetic_collection
-
     return write_synthetic_collection(root, tracks_per_genre=TRACKS_PER_GENRE, seed=0, seconds=TRACK_SECONDS)
