@@ -8,9 +8,12 @@ Layout of a store (a Zarr v3 group, local path or any fsspec URL)::
       quarantine/<genre>/<file name> empty group; attrs = {"track_id", "reason", "source"}
 
 A track is complete only once its array's attributes say `"complete": true`; that update is the last write
-of an extraction, so a process killed earlier leaves an array that readers treat as missing. A store made
-with another `SCHEMA_VERSION` or another `FeatureConfig` is refused with an error that says which: one store
-holds one feature configuration, so a new configuration needs a new store path.
+of an extraction, so a process killed earlier leaves an array that readers treat as missing (and that
+`FeatureStore.incomplete_track_ids()` lists, so the next extraction redoes it). Every track is its own
+array, so writers in many processes never share a file; only a new genre's group is created by whichever
+writer comes first. A store made with another `SCHEMA_VERSION` or another `FeatureConfig` is refused with
+an error that says which: one store holds one feature configuration, so a new configuration needs a new
+store path.
 """
 
 from __future__ import annotations
