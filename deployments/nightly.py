@@ -124,20 +124,26 @@ def register_nightly(
     )
 
 
-def require_api_url() -> str:
-    """The server to register on; without one Prefect would register into a throwaway local database."""
+def reachable_api_url() -> str:
+    """The server to register on, once it answers: without one Prefect would register into a throwaway local
+    database, and an unreachable one would end in a long traceback."""
+    import httpx
     from prefect.settings import PREFECT_API_URL
 
     url = PREFECT_API_URL.value()
     if not url:
         raise ValueError("PREFECT_API_URL is not set: start a server (make ui) and run `make deploy`, or export it")
+    try:
+        httpx.get(f"{url}/health", timeout=10)
+    except httpx.TransportError as error:
+        raise ValueError(f"no Prefect server answers at PREFECT_API_URL={url} ({error}): start it with `make ui`") from error
     return url
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        api_url = require_api_url()
+        api_url = reachable_api_url()
         deployment_id = register_nightly(args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,6 +8,7 @@ import pytest
 
 from deployments import nightly
 from tests.support.prefect_server import PrefectServer
+from tests.support.processes import free_port
 
 
 def nightly_options(tmp_path: Path, *extra: str) -> list[str]:
@@ -77,9 +78,13 @@ def test_bad_options_are_refused_before_anything_is_registered(
     assert named_in_error in capsys.readouterr().err
 
 
-def test_without_a_server_it_says_how_to_start_one(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("api_url", [None, f"http://127.0.0.1:{free_port()}/api"], ids=["unset", "unreachable"])
+def test_without_a_server_it_says_how_to_start_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, api_url: str | None
+) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: None}):
+    with temporary_settings({PREFECT_API_URL: api_url}):
         assert nightly.main(nightly_options(tmp_path)) == 2
-    assert "make ui" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "make ui" in error and (api_url or "PREFECT_API_URL") in error
