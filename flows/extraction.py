@@ -9,8 +9,6 @@ tracks straight into Zarr; only small outcomes come back.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -31,7 +29,7 @@ def plan_task(collection: Collection, store: str, feature_config: FeatureConfig)
     logger = get_run_logger()
     logger.info("%d tracks to extract, %d already complete in %s", len(plan.todo), len(plan.skipped), store)
     for entry in collection.ignored:
-        logger.warning("ignored %s: %s", entry.path, entry.reason)
+        logger.info("ignored %s: %s", entry.path, entry.reason)
     return plan.todo
 
 
@@ -79,8 +77,3 @@ def extract_all(
             outcomes.extend(future.result())
             update_progress_artifact(progress, 100.0 * done / len(batches), description=f"{done}/{len(batches)} batches")
     return outcomes
-
-
-def resolve_location(location: str) -> str:
-    """Local paths become absolute (Dask workers may run elsewhere); URLs stay as they are."""
-    return location if "://" in location else str(Path(location).resolve())

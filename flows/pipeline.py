@@ -11,10 +11,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.extraction import extract_all, plan_task, resolve_location
+from flows.extraction import extract_all, plan_task
 from flows.grid import CacheLocation, Cell, CellOutcome, run_grid
 from genreflow.config import DEFAULT_CLIP_SECONDS, DEFAULT_MODELS, FeatureConfig
-from storage.store import FeatureStore
+from storage.store import FeatureStore, absolute_location
 from tasks.collection import Collection, load_collection
 
 class GridFailed(RuntimeError):
@@ -118,7 +118,7 @@ def genreflow_flow(
 ) -> dict[str, Any]:
     """Extract log-mels on Dask into Zarr, train every (model, clip, seed) cell, evaluate, and report."""
     check_grid(models, clip_seconds, seeds, split)
-    out_dir, store = Path(out).resolve(), resolve_location(store)
+    out_dir, store = Path(out).resolve(), absolute_location(store)
     cache_location = CacheLocation.for_run(cache, out_dir)
     feature_config = FeatureConfig()
     started = datetime.now(timezone.utc).isoformat()

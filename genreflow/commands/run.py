@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_command)
 
 
+# A new PREFECT_HOME migrates its database on the ephemeral server's first start: on 2 busy cores that took
+# longer than Prefect's default 20 s wait.
+EPHEMERAL_STARTUP_SECONDS = "180"
+
+
 def run_command(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS)
     from flows.pipeline import GridFailed, genreflow_flow
 
     failure: GridFailed | None = None
