@@ -41,6 +41,10 @@ class AudioError(ValueError):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Pickle by the constructor's arguments, so the error survives a trip between processes."""
+        return type(self), (self.path, self.reason)
+
 
 def load_audio(path: str, sample_rate: int, min_seconds: float = 0.0) -> np.ndarray:
     """Mono float32 samples of `path` at `sample_rate`, checked as described above."""

@@ -86,6 +86,10 @@ class ExtractionError(RuntimeError):
         self.failures = failures
         self.outcomes = outcomes
 
+    def __reduce__(self) -> tuple[type, tuple[dict[str, str], list[TrackOutcome]]]:
+        """Pickle by the constructor's arguments (Prefect and Dask move exceptions between processes)."""
+        return type(self), (self.failures, self.outcomes)
+
 
 class StoreWriteError(OSError):
     """Writing a track's result into the store failed: the store's problem, never the file's."""

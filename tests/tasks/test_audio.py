@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -117,6 +118,11 @@ def test_bad_files_raise_a_clear_error_naming_the_file(tmp_path, name):
         load_audio(str(path), RATE, min_seconds=30.0)
     assert caught.value.path == str(path)
     assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_the_error_survives_pickling_between_processes():
+    error = pickle.loads(pickle.dumps(AudioError("/music/a.wav", "silent")))
+    assert (error.path, error.reason, str(error)) == ("/music/a.wav", "silent", "/music/a.wav: silent")
 
 
 def test_a_missing_file_is_reported_as_missing(tmp_path):

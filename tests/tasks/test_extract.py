@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import resource
 import shutil
 from collections.abc import Iterator
@@ -180,6 +181,13 @@ def test_a_trap_in_the_parent_is_not_inherited_and_the_parent_keeps_its_environm
 
     assert settings == {(None, str(64 * 2**20), "1", False)}
     assert {name: os.environ.get(name) for name in names} == before
+
+
+def test_an_extraction_error_survives_pickling_between_processes():
+    outcome = TrackOutcome("rock/a.wav", "extracted", None, 30.0, 0.1)
+    error = pickle.loads(pickle.dumps(ExtractionError({"rock/b.wav": "StoreWriteError: disk full"}, [outcome])))
+    assert (error.failures, error.outcomes) == ({"rock/b.wav": "StoreWriteError: disk full"}, [outcome])
+    assert "rock/b.wav: StoreWriteError: disk full" in str(error)
 
 
 def test_dask_client_joins_a_running_scheduler(client):
