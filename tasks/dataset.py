@@ -59,7 +59,9 @@ class TrackClips:
 
 
 # ---- plans -----------------------------------------------------------------------------------------------
-def evaluation_plan(records: Sequence[TrackRecord], genre_index: Mapping[str, int], clip_frames: int) -> list[TrackClips]:
+def evaluation_plan(
+    records: Sequence[TrackRecord], genre_index: Mapping[str, int], clip_frames: int
+) -> list[TrackClips]:
     """Every non-overlapping clip of each track, in track order."""
     return [
         TrackClips(record.track_id, genre_index[record.genre], evaluation_starts(record.n_frames, clip_frames))

@@ -122,7 +122,8 @@ def predict_clips(model: Classifier, clips: np.ndarray, batch_size: int) -> np.n
     clip and trimmed again), so that a Keras model compiles its predict function once, not per batch shape."""
     padding = -len(clips) % batch_size
     padded = np.concatenate([clips, np.repeat(clips[:1], padding, axis=0)]) if padding else clips
-    outputs = [model.predict_on_batch(padded[start : start + batch_size]) for start in range(0, len(padded), batch_size)]
+    starts = range(0, len(padded), batch_size)
+    outputs = [model.predict_on_batch(padded[start : start + batch_size]) for start in starts]
     return np.concatenate([np.asarray(output, dtype=np.float64) for output in outputs])[: len(clips)]
 
 

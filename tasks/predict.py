@@ -92,7 +92,8 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[AudioI
             found = _folder_inputs(path)
             inputs += found
             if not found:
-                errors.append({"path": str(path), "error": f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder"})
+                problem = f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder"
+                errors.append({"path": str(path), "error": problem})
         elif path.exists():
             inputs.append(AudioInput(str(path)))
         else:

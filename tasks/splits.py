@@ -134,7 +134,8 @@ def _kfold(by_genre: dict[str, list[str]], k: int, seed: int) -> list[Fold]:
         for genre, tracks in rest.items():
             _require(
                 len(tracks) >= 2,
-                f"kfold:{k} leaves genre {genre!r} only {len(tracks)} track(s) to train and validate on; use a smaller K",
+                f"kfold:{k} leaves genre {genre!r} only {len(tracks)} track(s) to train and validate on; "
+                "use a smaller K",
             )
         folds.append(_fold_holding_out_validation(rest, test, (seed, VALID_DRAW, fold)))
     return folds

@@ -108,7 +108,9 @@ class CellInfo:
     def load(cls, model_dir: Path) -> CellInfo:
         path = Path(model_dir) / CELL_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{model_dir} is not a trained genreflow model (no {CELL_FILE}; was training interrupted?)")
+            raise FileNotFoundError(
+                f"{model_dir} is not a trained genreflow model (no {CELL_FILE}; was training interrupted?)"
+            )
         values = json.loads(path.read_text())
         values.pop("feature_id")
         values["feature_config"] = FeatureConfig.from_dict(values["feature_config"])
@@ -187,7 +189,7 @@ def configure_tensorflow(threads: int | None) -> None:
     except RuntimeError:  # already running; its pools keep the size they were started with
         current = tf.config.threading.get_intra_op_parallelism_threads()
         if current != threads:
-            logger.warning("TensorFlow already runs with %s intra-op threads; %d requested", current or "default", threads)
+            logger.warning("TensorFlow already runs with %s threads; %d requested", current or "default", threads)
 
 
 def _fresh_model_dir(model_dir: Path) -> Path:
@@ -216,7 +218,7 @@ def _train_fold(
         genre_index={genre: position for position, genre in enumerate(cell.genres)},
         seed=(cell.seed, index),
     )
-    logger.info("%s fold %d: %d training, %d validation tracks", cell.model, index, len(tracks.train), len(tracks.valid))
+    logger.info("%s fold %d: %d training, %d validation tracks", cell.model, index, len(fold.train), len(fold.valid))
     history = _fit(model, stream, tracks, cell.settings)
     save_model(model, directory)
     facts = {
@@ -278,7 +280,7 @@ def _fit_keras(
     )
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
-        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logger.info("epoch %d: %s", epoch + 1, _rounded(logs))),
+        keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch),
     ]
     fitted = model.fit(
         train_data, validation_data=valid_data, epochs=settings.epochs, callbacks=callbacks, shuffle=False, verbose=0
@@ -286,8 +288,8 @@ def _fit_keras(
     return {name: [float(value) for value in fitted.history.get(name, [])] for name in HISTORY_KEYS}
 
 
-def _rounded(logs: dict[str, float] | None) -> dict[str, float]:
-    return {name: round(float(value), 4) for name, value in (logs or {}).items()}
+def _log_epoch(epoch: int, logs: dict[str, float] | None) -> None:
+    logger.info("epoch %d: %s", epoch + 1, {name: round(float(value), 4) for name, value in (logs or {}).items()})
 
 
 def _write_json(path: Path, content: dict[str, Any]) -> None:

@@ -38,7 +38,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="output folder; the model goes into OUT/cells/<cell>/")
     # Unset options fall through to train_cell's defaults (importing them here would import the store).
     train.add_argument("--epochs", type=int, help="most epochs (default 30)")
-    train.add_argument("--patience", type=int, help="epochs without a better validation loss before stopping (default 10)")
+    train.add_argument("--patience", type=int,
+                       help="epochs without a lower validation loss before stopping (default 10)")
     train.add_argument("--batch-size", type=int, help="clips per batch (default 32)")
     train.add_argument("--learning-rate", type=float, help="Adam's learning rate (default 0.001)")
     train.add_argument("--crops-per-track", type=int,
@@ -54,7 +55,7 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         "probabilities. Folders are searched (GTZAN layout <genre>/<file> adds labels and the track-level accuracy). "
         "Exit status 1 if any file could not be predicted; the others are still printed.",
     )  # fmt: skip
-    predict.add_argument("--model-dir", required=True, help="a model directory written by `genreflow train` or the flow")
+    predict.add_argument("--model-dir", required=True, help="a model directory (from `genreflow train` or the flow)")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.set_defaults(handler=run_predict)

@@ -14,7 +14,8 @@ from tests.models.stores import synthetic_audio_store
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    return synthetic_audio_store(tmp_path_factory.mktemp("cli"), tracks_per_genre=3, seconds=2.0, config=FeatureConfig())
+    base = tmp_path_factory.mktemp("cli")
+    return synthetic_audio_store(base, tracks_per_genre=3, seconds=2.0, config=FeatureConfig())
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def trained_cnn(collection: tuple[Path, str], tmp_path_factory: pytest.TempPathF
 def test_train_uses_the_options_given_and_train_cells_defaults_for_the_rest(trained_cnn: Path) -> None:
     result = json.loads((trained_cnn / "result.json").read_text())
     assert (result["model"], result["clip_seconds"], result["settings"]["batch_size"]) == ("cnn", 1.0, 8)
-    assert result["settings"]["epochs"] == 1 and result["settings"]["patience"] == 10  # unset options: train_cell's defaults
+    assert result["settings"]["epochs"] == 1
+    assert result["settings"]["patience"] == 10  # not given: train_cell's default
 
 
 def test_train_prints_the_accuracy_and_the_model_directory(
@@ -43,7 +45,10 @@ def test_train_prints_the_accuracy_and_the_model_directory(
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [(["--model", "resnet"], "unknown model 'resnet'"), (["--model", "cnn", "--split", "half"], "unknown split 'half'")],
+    [
+        (["--model", "resnet"], "unknown model 'resnet'"),
+        (["--model", "cnn", "--split", "half"], "unknown split 'half'"),
+    ],
 )
 def test_train_refuses_bad_options_with_a_clear_error(
     options: list[str], message: str, collection: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -43,9 +43,8 @@ def write_tiny_store(
         for track in range(tracks_per_genre):
             track_id = f"{genre}/{genre}.{track:05d}.wav"
             frames = n_frames + int(rng.integers(-3, 4))  # tracks differ in length by a few frames, as GTZAN's do
-            record = TrackRecord(
-                track_id, genre, frames, frames * config.hop_length / config.sample_rate, SourceStamp(track_id, 1, 1, track_id)
-            )
+            seconds = frames * config.hop_length / config.sample_rate
+            record = TrackRecord(track_id, genre, frames, seconds, SourceStamp(track_id, 1, 1, track_id))
             store.write_track(record, genre_spectrogram(genre_index, frames, rng, config.n_mels))
     return store
 

@@ -101,7 +101,8 @@ def test_evaluation_batches_hold_the_stored_frames_in_plan_order(store: FeatureS
 def test_training_batches_shuffle_clips_across_tracks_and_keep_their_labels(store: FeatureStore) -> None:
     records = store.tracks()
     stream = ClipStream(store, CLIP, identity(), batch_size=8)
-    batches = list(stream.batches(training_plan(records, genre_index(store), CLIP, 3, np.random.default_rng(1)), np.random.default_rng(2)))
+    plan = training_plan(records, genre_index(store), CLIP, 3, np.random.default_rng(1))
+    batches = list(stream.batches(plan, np.random.default_rng(2)))
     assert [len(labels) for _, labels in batches] == [8, 8, 8, 3]
     labels = np.concatenate([labels for _, labels in batches])
     assert Counter(labels.tolist()) == Counter({0: 9, 1: 9, 2: 9})

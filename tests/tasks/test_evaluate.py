@@ -40,9 +40,9 @@ def test_metrics_agree_with_scikit_learn_on_fixed_inputs() -> None:
     assert metrics["accuracy"] == pytest.approx(accuracy_score(true, predicted))
     assert metrics["macro_f1"] == pytest.approx(f1_score(true, predicted, average="macro", labels=labels))
     for index, genre in enumerate(genres):
-        per_genre = metrics["per_genre"][genre]
-        assert per_genre["precision"] == pytest.approx(precision_score(true, predicted, labels=[index], average="macro"))
-        assert per_genre["recall"] == pytest.approx(recall_score(true, predicted, labels=[index], average="macro"))
+        scores = metrics["per_genre"][genre]
+        assert scores["precision"] == pytest.approx(precision_score(true, predicted, labels=[index], average="macro"))
+        assert scores["recall"] == pytest.approx(recall_score(true, predicted, labels=[index], average="macro"))
     assert metrics["confusion"] == confusion_matrix(true, predicted, labels=labels).tolist()
     assert metrics["confusion"][0] == [2, 1, 0, 0]  # rows are the true genre, columns the predicted one
     json.dumps(metrics)  # plain Python numbers only

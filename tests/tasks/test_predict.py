@@ -33,10 +33,13 @@ def baseline_dir(collection: tuple[Path, str], tmp_path_factory: pytest.TempPath
 def test_a_files_features_are_exactly_what_extraction_stored(collection: tuple[Path, str]) -> None:
     root, store = collection
     track = FeatureStore.open(store).tracks()[4]
-    np.testing.assert_array_equal(file_features(str(root / track.track_id), CONFIG, 1.0), FeatureStore.open(store).read(track.track_id))
+    stored = FeatureStore.open(store).read(track.track_id)
+    np.testing.assert_array_equal(file_features(str(root / track.track_id), CONFIG, 1.0), stored)
 
 
-def test_a_gtzan_layout_folder_is_predicted_with_labels_and_accuracy(collection: tuple[Path, str], baseline_dir: Path) -> None:
+def test_a_gtzan_layout_folder_is_predicted_with_labels_and_accuracy(
+    collection: tuple[Path, str], baseline_dir: Path
+) -> None:
     output = predict_paths(baseline_dir, [collection[0]])
     rows = output["predictions"]
     assert len(rows) == 18 and output["errors"] == []
@@ -46,7 +49,9 @@ def test_a_gtzan_layout_folder_is_predicted_with_labels_and_accuracy(collection:
     assert output["accuracy"] == pytest.approx(np.mean([row["genre"] == row["true"] for row in rows]))
 
 
-def test_prediction_agrees_with_the_evaluation_of_the_same_tracks(collection: tuple[Path, str], baseline_dir: Path) -> None:
+def test_prediction_agrees_with_the_evaluation_of_the_same_tracks(
+    collection: tuple[Path, str], baseline_dir: Path
+) -> None:
     root, store = collection
     result = evaluate_cell(baseline_dir, store)
     paths = [root / row["track_id"] for row in result["track_predictions"]]

@@ -55,7 +55,8 @@ def test_normalisation_comes_from_each_folds_training_tracks_only(tiny_store: st
         np.testing.assert_allclose(saved.mean, fit_band_normaliser(store, fold["train"]).mean, rtol=1e-6)
         everything = fit_band_normaliser(store, [record.track_id for record in store.tracks()])
         assert not np.allclose(saved.mean, everything.mean)
-    tested = [track for index in range(2) for track in json.loads((fold_dir(model_dir, index) / "fold.json").read_text())["test"]]
+    folds = [json.loads((fold_dir(model_dir, index) / "fold.json").read_text()) for index in range(2)]
+    tested = [track for fold in folds for track in fold["test"]]
     assert sorted(tested) == [record.track_id for record in store.tracks()]
 
 
@@ -85,7 +86,9 @@ def test_retraining_into_a_model_directory_replaces_the_earlier_training(tiny_st
         ({"epochs": 0}, "epochs must be at least 1"),
     ],
 )
-def test_bad_arguments_are_refused_before_any_work(arguments: dict, message: str, tiny_store: str, tmp_path: Path) -> None:
+def test_bad_arguments_are_refused_before_any_work(
+    arguments: dict[str, object], message: str, tiny_store: str, tmp_path: Path
+) -> None:
     call = {"store_location": tiny_store, "model": "cnn", "clip_seconds": 1.0, "seed": 0, "split": "stratified",
             "out_dir": tmp_path / "cell", **arguments}  # fmt: skip
     with pytest.raises(ValueError, match=message):
@@ -101,11 +104,11 @@ def test_a_missing_or_empty_store_is_named(tmp_path: Path) -> None:
         train_cell(str(tmp_path / "empty.zarr"), "cnn", 1.0, 0, "stratified", tmp_path / "cell")
 
 
-def test_the_cnn_learns_the_synthetic_collection_clearly_above_chance(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_cnn_learns_the_synthetic_collection_clearly_above_chance(tmp_path: Path) -> None:
     # Real WAVs through the extraction code; 64 bands at a 1024 hop keep the budget small on two cores.
     config = FeatureConfig(n_mels=64, n_fft=2048, hop_length=1024)
-    _, store = synthetic_audio_store(tmp_path_factory.mktemp("synthetic-cnn"), tracks_per_genre=16, seconds=3.0, config=config)
-    model_dir = train_cell(store, "cnn", 1.0, 0, "stratified", tmp_path_factory.mktemp("cnn") / "cell", epochs=6, batch_size=16)
+    _, store = synthetic_audio_store(tmp_path, tracks_per_genre=16, seconds=3.0, config=config)
+    model_dir = train_cell(store, "cnn", 1.0, 0, "stratified", tmp_path / "cell", epochs=6, batch_size=16)
     result = evaluate_cell(model_dir, store)
     chance = 1 / len(result["genres"])
     assert result["n_tracks"]["test"] == 18
