@@ -29,7 +29,6 @@ WORK_POOL = "genreflow-process"
 NIGHTLY_CRON = "0 2 * * *"
 DEFAULT_TIMEZONE = "UTC"
 # `genreflow run` options whose flow parameter has another name.
-FLOW_PARAMETER_OF_OPTION = {"clips": "clip_seconds"}
 LOCATION_PARAMETERS = ("store", "out", "cache")
 
 
@@ -72,10 +71,10 @@ def checked_timezone(name: str) -> str:
 
 def flow_parameters(args: argparse.Namespace, accepted: set[str]) -> dict[str, Any]:
     """The flow's parameters from the parsed options (only those the flow accepts), with absolute locations."""
+    from genreflow.commands import run
     from storage.store import absolute_location
 
-    named = {FLOW_PARAMETER_OF_OPTION.get(option, option): value for option, value in vars(args).items()}
-    parameters = {name: value for name, value in named.items() if name in accepted}
+    parameters = run.flow_parameters(args, accepted)
     parameters["data"] = data_location(parameters["data"])
     parameters.update({name: absolute_location(parameters[name]) for name in LOCATION_PARAMETERS})
     return parameters

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tracks-per-genre", type=int, default=20, help="size of the synthetic collection")
     parser.add_argument("--store", default="runs/store.zarr", help="Zarr feature store: local path or fsspec URL")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="models to train")
-    parser.add_argument("--clips", nargs="+", type=float, default=list(DEFAULT_CLIP_SECONDS), help="clip lengths in seconds")
+    parser.add_argument(
+        "--clips", dest="clip_seconds", nargs="+", type=float, default=list(DEFAULT_CLIP_SECONDS), help="clip lengths in seconds"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one training per seed")
     parser.add_argument("--split", default="stratified", help="stratified | paper | fault-filtered | kfold:K")
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping on validation)")
@@ -48,20 +50,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     failure: GridFailed | None = None
     try:
-        genreflow_flow(
-            data=args.data,
-            tracks_per_genre=args.tracks_per_genre,
-            store=args.store,
-            models=args.models,
-            clip_seconds=args.clips,
-            seeds=args.seeds,
-            split=args.split,
-            epochs=args.epochs,
-            dask_address=args.dask_address,
-            workers=args.workers,
-            out=args.out,
-            cache=args.cache,
-        )
+        genreflow_flow(**flow_parameters(args, set(genreflow_flow.parameters.properties)))
     except GridFailed as error:
         failure = error
     summary_path = Path(args.out) / "summary.json"
@@ -70,6 +59,11 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"\n{failure}\nRun the same command again to redo only the failed cells.")
         return 1
     return 0
+
+
+def flow_parameters(args: argparse.Namespace, accepted: set[str]) -> dict[str, Any]:
+    """The parsed options that are flow parameters (every option of `run` is one, under the same name)."""
+    return {name: value for name, value in vars(args).items() if name in accepted}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
