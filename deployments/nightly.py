@@ -22,6 +22,8 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from genreflow.config import PREFECT_EXTRA_LOGGERS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = "flows/pipeline.py:genreflow_flow"
 DEPLOYMENT_NAME = "nightly"
@@ -115,6 +117,7 @@ def register_nightly(
         work_pool_name=work_pool,
         schedules=[schedule],
         parameters=parameters,
+        job_variables={"env": {"PREFECT_LOGGING_EXTRA_LOGGERS": PREFECT_EXTRA_LOGGERS}},
         concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
         description="Nightly retraining: extracts new or changed tracks, retrains what they invalidate, reports.",
         tags=["genreflow", DEPLOYMENT_NAME],

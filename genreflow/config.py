@@ -15,6 +15,9 @@ from typing import Any
 
 DEFAULT_CLIP_SECONDS: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
 DEFAULT_MODELS: tuple[str, ...] = ("baseline", "cnn", "rnn", "crnn")
+# Our own loggers (per-epoch training progress, extraction details) whose records Prefect should show in a
+# run's logs, beside its own: the value of PREFECT_LOGGING_EXTRA_LOGGERS for every process that runs the flow.
+PREFECT_EXTRA_LOGGERS = "tasks,storage"
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".au", ".flac", ".ogg", ".mp3")
 
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from genreflow.config import DEFAULT_CLIP_SECONDS, DEFAULT_MODELS
+from genreflow.config import DEFAULT_CLIP_SECONDS, DEFAULT_MODELS, PREFECT_EXTRA_LOGGERS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +46,7 @@ EPHEMERAL_STARTUP_SECONDS = "180"
 
 def run_command(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS)
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", PREFECT_EXTRA_LOGGERS)
     from flows.pipeline import GridFailed, genreflow_flow
 
     failure: GridFailed | None = None
