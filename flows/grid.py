@@ -23,7 +23,7 @@ from prefect.states import State
 from flows.cache_keys import code_version, stable_hash
 
 # Settings that change what a cell learns; everything else (paths, threads) leaves its result valid.
-KEY_PARAMETERS = ("model", "clip_seconds", "seed", "split", "epochs", "data_version")
+KEY_PARAMETERS = ("model", "clip_seconds", "seed", "split", "epochs", "crops_per_track", "data_version")
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ def train_task(
     seed: int,
     split: str,
     epochs: int,
+    crops_per_track: int | None,
     data_version: str,
     models_root: str,
 ) -> str:
@@ -96,7 +97,10 @@ def train_task(
     model_dir = Path(models_root) / training_key(parameters)
     shutil.rmtree(model_dir, ignore_errors=True)  # leftovers of a run killed mid-training
     get_run_logger().info("training %s %gs seed %d into %s", model, clip_seconds, seed, model_dir)
-    train_cell(store, model, clip_seconds, seed, split, model_dir, epochs=epochs, threads=os.cpu_count())
+    train_cell(
+        store, model, clip_seconds, seed, split, model_dir,
+        epochs=epochs, crops_per_track=crops_per_track, threads=os.cpu_count(),
+    )  # fmt: skip
     return str(model_dir)
 
 
@@ -137,21 +141,32 @@ class CacheLocation:
         return cls(block, out_dir)
 
 
-def run_cell(
-    cell: Cell, *, store: str, split: str, epochs: int, data_version: str, cache: CacheLocation
-) -> tuple[CellOutcome, dict[str, Any] | None]:
+@dataclass(frozen=True)
+class GridSettings:
+    """What every cell of one run shares."""
+
+    store: str
+    split: str
+    epochs: int
+    crops_per_track: int | None
+    data_version: str
+    cache: CacheLocation
+
+
+def run_cell(cell: Cell, grid: GridSettings) -> tuple[CellOutcome, dict[str, Any] | None]:
     """Train then evaluate one cell; failures become an outcome, never an exception."""
     started = time.perf_counter()
-    options = {"result_storage": cache.result_storage, "persist_result": True}
+    options = {"result_storage": grid.cache.result_storage, "persist_result": True}
     trainer = train_task.with_options(task_run_name=f"train-{cell.name}", cache_key_fn=_training_cache_key, **options)
     evaluator = evaluate_task.with_options(task_run_name=f"evaluate-{cell.name}", cache_key_fn=_evaluation_cache_key, **options)
     trained = trainer(
-        store, cell.model, cell.clip_seconds, cell.seed, split, epochs, data_version, str(cache.models_root), return_state=True
-    )
+        grid.store, cell.model, cell.clip_seconds, cell.seed, grid.split, grid.epochs, grid.crops_per_track,
+        grid.data_version, str(grid.cache.models_root), return_state=True,
+    )  # fmt: skip
     outcome = CellOutcome(cell.model, cell.clip_seconds, cell.seed, "failed", 0.0)
     result = None
     if trained.is_completed():
-        evaluated = evaluator(trained.result(), store, data_version, return_state=True)
+        evaluated = evaluator(trained.result(), grid.store, grid.data_version, return_state=True)
         if evaluated.is_completed():
             result = evaluated.result()
             outcome.status = "reused" if trained.name == "Cached" else "trained"
@@ -165,15 +180,13 @@ def run_cell(
     return outcome, result
 
 
-def run_grid(
-    cells: list[Cell], *, store: str, split: str, epochs: int, data_version: str, cache: CacheLocation
-) -> tuple[list[CellOutcome], list[dict[str, Any]]]:
+def run_grid(cells: list[Cell], grid: GridSettings) -> tuple[list[CellOutcome], list[dict[str, Any]]]:
     """Every cell in turn, with a progress artifact the UI shows while the grid runs."""
     logger = get_run_logger()
     progress = create_progress_artifact(0.0, key="genreflow-training-progress", description="Training grid")
     outcomes, results = [], []
     for done, cell in enumerate(cells, start=1):
-        outcome, result = run_cell(cell, store=store, split=split, epochs=epochs, data_version=data_version, cache=cache)
+        outcome, result = run_cell(cell, grid)
         outcomes.append(outcome)
         if result is not None:
             results.append(result)

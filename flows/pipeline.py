@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.extraction import extract_all, plan_task
-from flows.grid import CacheLocation, Cell, CellOutcome, run_grid
+from flows.grid import CacheLocation, Cell, CellOutcome, GridSettings, run_grid
 from genreflow.config import DEFAULT_CLIP_SECONDS, DEFAULT_MODELS, FeatureConfig
 from storage.store import FeatureStore, absolute_location
 from tasks.collection import Collection, load_collection
@@ -111,6 +111,7 @@ def genreflow_flow(
     seeds: list[int] = [0],
     split: str = "stratified",
     epochs: int = 30,
+    crops_per_track: int | None = None,
     dask_address: str | None = None,
     workers: int | None = None,
     out: str = "runs/latest",
@@ -129,9 +130,8 @@ def genreflow_flow(
     store_info = store_summary_task(store)
 
     cells = [Cell(model, seconds, seed) for model in models for seconds in clip_seconds for seed in seeds]
-    outcomes, results = run_grid(
-        cells, store=store, split=split, epochs=epochs, data_version=store_info["data_version"], cache=cache_location
-    )
+    grid = GridSettings(store, split, epochs, crops_per_track, store_info["data_version"], cache_location)
+    outcomes, results = run_grid(cells, grid)
 
     summary = _summary(outcomes, out_dir)
     _write_json(out_dir / "results.json", {"cells": results})

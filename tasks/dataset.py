@@ -101,7 +101,9 @@ def clip_count(plan: Sequence[TrackClips]) -> int:
 
 
 def _crops_of(record: TrackRecord, clip_frames: int, crops_per_track: int | None) -> int:
-    return crops_per_track or _clip_count(record.n_frames, clip_frames)
+    """As many crops as the track holds clips, at most `crops_per_track` (more would repeat the same audio)."""
+    available = _clip_count(record.n_frames, clip_frames)
+    return available if crops_per_track is None else min(crops_per_track, available)
 
 
 def _clip_count(n_frames: int, clip_frames: int) -> int:

@@ -63,7 +63,8 @@ HISTORY_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy")
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """How a cell trains; `crops_per_track=None` takes as many random crops as the track holds clips."""
+    """How a cell trains; each epoch takes as many random crops of a track as it holds clips, at most
+    `crops_per_track` (None: no cap)."""
 
     epochs: int = DEFAULT_EPOCHS
     batch_size: int = DEFAULT_BATCH_SIZE

@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one training per seed")
     parser.add_argument("--split", default="stratified", help="stratified | paper | fault-filtered | kfold:K")
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping on validation)")
+    parser.add_argument(
+        "--crops-per-track", type=int, default=None,
+        help="random crops of each training track per epoch, at most (default: as many as the track holds clips)",
+    )  # fmt: skip
     parser.add_argument("--dask-address", default=None, help="existing Dask scheduler (default: a LocalCluster)")
     parser.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
     parser.add_argument("--out", default="runs/latest", help="output folder: summary, results, report")
