@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,26 @@ def statuses(summary: dict[str, Any]) -> dict[str, str]:
     return {cell["model"]: cell["status"] for cell in summary["cells"]}
 
 
-def task_run_states(flow_run_id: str) -> dict[str, str]:
-    """Task run name -> state name of the latest run of each name, read back from the Prefect API."""
+def task_run_states(flow_run_id: str, expected: set[str], timeout_s: float = 90.0) -> dict[str, str]:
+    """Task run name -> final state name of the latest run of each name, read back from the Prefect API.
+
+    Task run states reach the API as events processed in the background, so read until every `expected`
+    name has a final state (bounded: the test fails if they never arrive).
+    """
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), sort=TaskRunSort.EXPECTED_START_TIME_ASC
-        )
-    return {run.name: run.state.name for run in runs}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), sort=TaskRunSort.EXPECTED_START_TIME_ASC
+            )
+        states = {run.name: run.state.name for run in runs if run.state is not None and run.state.is_final()}
+        if expected <= set(states) or time.monotonic() > deadline:
+            return states
+        time.sleep(1.0)
 
 
 def flow_run_state(flow_run_id: str) -> str:
@@ -90,8 +100,8 @@ def test_full_tiny_run_completes_with_every_cell(prefect_api: str, synthetic_fol
     results = json.loads((Path(run_paths["out"]) / "results.json").read_text())["cells"]
     assert len(results) == 8
     assert flow_run_state(summary["flow_run_id"]) == "COMPLETED"
-    names = task_run_states(summary["flow_run_id"])
-    assert {"train-cnn-1s-seed0", "evaluate-crnn-2s-seed0", "extract-batch-000"} <= set(names)
+    expected = {"train-cnn-1s-seed0", "evaluate-crnn-2s-seed0", "extract-batch-000"}
+    assert expected <= set(task_run_states(summary["flow_run_id"], expected))
     assert (Path(run_paths["out"]) / "report.html").is_file()
 
 
@@ -111,7 +121,7 @@ def test_failed_cell_fails_the_run_and_rerun_redoes_only_it(
     assert second.is_completed()
     summary = read_summary(run_paths)
     assert statuses(summary) == {"baseline": "reused", "faulty": "trained"}
-    states = task_run_states(summary["flow_run_id"])
+    states = task_run_states(summary["flow_run_id"], {"train-baseline-1s-seed0", "train-faulty-1s-seed0"})
     assert states["train-baseline-1s-seed0"] == "Cached"
     assert states["train-faulty-1s-seed0"] == "Completed"
     assert not any(name.startswith("extract-batch") for name in states)  # the store was complete
