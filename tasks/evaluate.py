@@ -27,9 +27,7 @@ from models.registry import Classifier, load_model, model_file
 from storage.schema import StoreError
 from storage.store import FeatureStore
 from tasks.dataset import BandNormaliser, ClipStream, TrackClips, evaluation_plan
-from tasks.train import FOLD_FILE, NORMALISATION_FILE, CellInfo, fold_dir
-
-RESULT_FILE = "result.json"
+from tasks.train import FOLD_FILE, NORMALISATION_FILE, RESULT_FILE, CellInfo, fold_dir, write_json
 
 
 @dataclass(frozen=True)
@@ -56,9 +54,7 @@ def evaluate_cell(model_dir: str | Path, store_location: str) -> dict[str, Any]:
     folds = [json.loads((fold_dir(model_dir, index) / FOLD_FILE).read_text()) for index in range(cell.folds)]
     scores = [_score_fold(cell, store, fold_dir(model_dir, index), fold["test"]) for index, fold in enumerate(folds)]
     result = _result(cell, model_dir, folds, scores)
-    partial = model_dir / f"{RESULT_FILE}.partial"
-    partial.write_text(json.dumps(result, indent=1))
-    partial.replace(model_dir / RESULT_FILE)
+    write_json(model_dir / RESULT_FILE, result)
     return result
 
 

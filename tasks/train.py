@@ -58,6 +58,7 @@ DEFAULT_PATIENCE = 10
 CELL_FILE = "cell.json"
 FOLD_FILE = "fold.json"
 NORMALISATION_FILE = "normalisation.json"
+RESULT_FILE = "result.json"  # written by tasks.evaluate
 HISTORY_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy")
 
 
@@ -103,7 +104,7 @@ class CellInfo:
     def save(self, model_dir: Path) -> None:
         values = asdict(self)
         values["feature_id"] = self.feature_config.identity()
-        _write_json(model_dir / CELL_FILE, values)
+        write_json(model_dir / CELL_FILE, values)
 
     @classmethod
     def load(cls, model_dir: Path) -> CellInfo:
@@ -145,11 +146,7 @@ def train_cell(
 ) -> Path:
     """Train `model` on `clip_seconds` clips from the store into `out_dir` (the model directory); returns it."""
     settings = TrainingSettings(epochs, batch_size, learning_rate, patience, crops_per_track, memory_cap_mb)
-    settings.check()
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    if clip_seconds <= 0:
-        raise ValueError(f"clip length must be positive seconds, got {clip_seconds}")
+    _check_request(model, clip_seconds, settings)
     configure_tensorflow(threads)
     store = FeatureStore.open(store_location)
     records = store.tracks()
@@ -177,6 +174,15 @@ def train_cell(
     return model_dir
 
 
+def _check_request(model: str, clip_seconds: float, settings: TrainingSettings) -> None:
+    """Refuse what cannot train before any work starts, naming what is wrong."""
+    settings.check()
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    if clip_seconds <= 0:
+        raise ValueError(f"clip length must be positive seconds, got {clip_seconds}")
+
+
 def configure_tensorflow(threads: int | None) -> None:
     """Deterministic ops, and `threads` for TensorFlow's pools if it has not started them yet."""
     import tensorflow as tf
@@ -196,7 +202,7 @@ def configure_tensorflow(threads: int | None) -> None:
 def _fresh_model_dir(model_dir: Path) -> Path:
     """`model_dir`, emptied of an earlier training's files (and only of those)."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [model_dir / CELL_FILE, model_dir / "result.json"]:
+    for stale in [model_dir / CELL_FILE, model_dir / RESULT_FILE]:
         stale.unlink(missing_ok=True)
     for stale_fold in model_dir.glob("fold-*"):
         shutil.rmtree(stale_fold)
@@ -229,7 +235,7 @@ def _train_fold(
         "train_seconds": round(time.perf_counter() - started, 3),
         "history": history,
     }
-    _write_json(directory / FOLD_FILE, facts)
+    write_json(directory / FOLD_FILE, facts)
 
 
 @dataclass(frozen=True)
@@ -293,8 +299,8 @@ def _log_epoch(epoch: int, logs: dict[str, float] | None) -> None:
     logger.info("epoch %d: %s", epoch + 1, {name: round(float(value), 4) for name, value in (logs or {}).items()})
 
 
-def _write_json(path: Path, content: dict[str, Any]) -> None:
-    """Through a temporary name, so that a reader never sees half a file."""
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Through a temporary name, so that a reader never sees half a file (the model directory's JSON files)."""
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(content, indent=1))
     partial.replace(path)
