@@ -138,8 +138,8 @@ def genreflow_flow(
     _write_json(out_dir / "run.json", _run_record(started, store_info, extracted, len(collection.tracks) - len(todo), split))
     _write_json(out_dir / "summary.json", summary)
     report_task(out_dir)
-    failed = [cell for cell in summary["cells"] if cell["status"] == "failed"]
+    failed = [cell for cell, outcome in zip(cells, outcomes, strict=True) if outcome.status == "failed"]
     if failed:
-        names = ", ".join(f"{c['model']}-{c['clip_seconds']:g}s-seed{c['seed']}" for c in failed)
+        names = ", ".join(cell.name for cell in failed)
         raise GridFailed(f"{len(failed)} of {len(outcomes)} cells failed ({names}); the others finished. See {out_dir / 'summary.json'}")
     return summary
