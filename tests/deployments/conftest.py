@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.prefect_server import PrefectServer, running_prefect_server
+from tests.support.prefect_server import PrefectServer, client_pointed_at, running_prefect_server
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +18,5 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 @pytest.fixture
 def on_server(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
     """Point this process's Prefect client at the test server for one test only."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+    with client_pointed_at(prefect_server.api_url):
         yield prefect_server

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deployments import nightly
-from tests.support.prefect_server import PrefectServer
+from tests.support.prefect_server import PrefectServer, client_pointed_at
 from tests.support.processes import free_port
 
 
@@ -82,9 +82,7 @@ def test_bad_options_are_refused_before_anything_is_registered(
 def test_without_a_server_it_says_how_to_start_one(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, api_url: str | None
 ) -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: api_url}):
+    with client_pointed_at(api_url):
         assert nightly.main(nightly_options(tmp_path)) == 2
     error = capsys.readouterr().err
     assert "make ui" in error and (api_url or "PREFECT_API_URL") in error

@@ -17,7 +17,7 @@ import pytest
 
 from deployments import nightly
 from tests.support.music import TRACK_COUNT, tiny_collection
-from tests.support.prefect_server import PrefectServer
+from tests.support.prefect_server import PrefectServer, client_pointed_at
 from tests.support.processes import venv_script
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ def nightly_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
     """Deploy with `python -m deployments.nightly`, trigger two runs (API, then CLI), run a worker twice."""
     from prefect import get_client
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     work = tmp_path_factory.mktemp("nightly")
     music = tiny_collection(work / "music")
@@ -90,7 +89,7 @@ def nightly_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
     run_logged(deploy, prefect_server, work / "deploy.log", timeout=180)
 
     name = f"genreflow/{nightly.DEPLOYMENT_NAME}"
-    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+    with client_pointed_at(prefect_server.api_url):
         first_id = run_deployment(name, timeout=0).id
         second_id = manual_run(prefect_server, name, work / "trigger.log")
         run_worker_once(prefect_server, work / "worker-1.log")

@@ -8,18 +8,16 @@ import pytest
 
 from deployments import nightly
 from tests.support.postgres import postgres_binaries, running_postgres
-from tests.support.prefect_server import running_prefect_server
+from tests.support.prefect_server import client_pointed_at, running_prefect_server
 
 
 def test_the_work_pool_lands_in_postgresql(tmp_path: Path) -> None:
     binaries = postgres_binaries()
     if binaries is None:
         pytest.skip("Debian's postgresql is not installed (apt-get install postgresql)")
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     with running_postgres(tmp_path, binaries) as database:
         with running_prefect_server(tmp_path / "home", database_url=database.url) as server:
-            with temporary_settings({PREFECT_API_URL: server.api_url}):
+            with client_pointed_at(server.api_url):
                 nightly.ensure_work_pool()
 
         assert nightly.WORK_POOL in database.query("SELECT name FROM work_pool")
