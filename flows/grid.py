@@ -21,6 +21,7 @@ from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 from prefect.states import State
 
 from flows.cache_keys import code_version, stable_hash
+from genreflow.config import cell_name
 
 # Settings that change what a cell learns; everything else (paths, threads) leaves its result valid.
 KEY_PARAMETERS = ("model", "clip_seconds", "seed", "split", "epochs", "crops_per_track", "data_version")
@@ -36,7 +37,7 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.model}-{self.clip_seconds:g}s-seed{self.seed}"
+        return cell_name(self.model, self.clip_seconds, self.seed)
 
 
 @dataclass

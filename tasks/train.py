@@ -124,11 +124,6 @@ def fold_dir(model_dir: Path, fold: int) -> Path:
     return Path(model_dir) / f"fold-{fold}"
 
 
-def cell_name(model: str, clip_seconds: float, seed: int) -> str:
-    """The folder name of a cell, as docs/CONTRACTS.md spells it: `cnn-5s-seed0`."""
-    return f"{model}-{clip_seconds:g}s-seed{seed}"
-
-
 def train_cell(
     store_location: str,
     model: str,

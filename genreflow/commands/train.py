@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from genreflow.config import cell_name
+
 TRAINING_OPTIONS = ("epochs", "patience", "batch_size", "learning_rate", "crops_per_track", "threads")
 
 
@@ -66,7 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
     from storage.schema import StoreError
     from storage.store import absolute_location
     from tasks.evaluate import evaluate_cell
-    from tasks.train import cell_name, train_cell
+    from tasks.train import train_cell
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model_dir = Path(args.out) / "cells" / cell_name(args.model, args.clip, args.seed)
