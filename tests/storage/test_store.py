@@ -137,7 +137,7 @@ values = np.random.default_rng(0).uniform(-80, 0, (frames, 128)).astype(np.float
 store.write_track(TrackRecord("blues/long.wav", "blues", frames, 1.0, SourceStamp("/x", 1, 1, "h")), values)
 print("finished", flush=True)
 """
-KILLED_FRAMES = 600 * CHUNK_FRAMES  # 600 chunks: the kill lands long before the last one
+KILLED_FRAMES = 100 * CHUNK_FRAMES  # 100 chunks: the kill lands long before the last one
 
 
 def kill_when_chunks_appear(writer: subprocess.Popen[str], chunk_dir: Path) -> None:
