@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 # The demo's grid is the full one (baseline, cnn, rnn, crnn x 1, 5, 15, 30 s) on a small synthetic collection
 # with a short training, so that it finishes in minutes on 2 cores; drop the last three options for a real run.
-DEMO_ARGS ?= --tracks-per-genre 5 --epochs 3 --crops-per-track 1
+DEMO_ARGS ?= --tracks-per-genre 5 --epochs 2 --crops-per-track 1
 
 demo: $(STAMP)
 	$(BIN)/genreflow run --data synthetic --out runs/demo $(DEMO_ARGS)
