@@ -10,14 +10,15 @@ Stages, each over every track:
   5. Dask with its default worker environment (`MALLOC_TRIM_THRESHOLD_=65536`): the trap. Last, because
      Dask's nanny also sets that variable in this process, where later children would inherit it.
 
-Wall times depend on what else the machine runs; CPU seconds (so `speedup_vs_librosa_cpu`) and minor
-page faults per track (stages 1, 2, 3, 5) hardly do, and show the trap even on a busy machine.
+Wall times depend on what else the machine runs; CPU seconds per track and minor page faults per track
+(stages 1, 1b, 2, 3, 5, in the table) hardly do, and show the trap even on a busy machine.
 
 Beside the stages, the log-mel alone (already decoded audio, one thread, no store) is timed against librosa's
 `melspectrogram` + `power_to_db` on the first LOGMEL_TRACKS tracks: logmel_speedup_vs_librosa.
 Every stage is warmed up before it is timed (imports, filter banks, worker start): a once-per-process cost.
 Prints a table, then last one JSON line: speedup_vs_librosa (2 vs 1), speedup_vs_librosa_all_cores (2 vs
-1b), dask_efficiency (3 vs 2, per core), audio_seconds_per_second (3), bytes_per_track, peak_rss_mb (largest worker), client memory growth.
+1b), dask_efficiency (3 vs 2, per core), audio_seconds_per_second (3), bytes_per_track, peak_rss_mb (largest
+worker), client memory growth.
 
     python bench/extract.py --data ../shared/data/gtzan-mini
     python bench/extract.py --synthetic 1000

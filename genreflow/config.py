@@ -16,14 +16,15 @@ from typing import Any
 DEFAULT_CLIP_SECONDS: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
 DEFAULT_MODELS: tuple[str, ...] = ("baseline", "cnn", "rnn", "crnn")
 
-
-def cell_name(model: str, clip_seconds: float, seed: int) -> str:
-    """One grid cell's name, for its folder and its Prefect task runs (docs/CONTRACTS.md): `cnn-5s-seed0`."""
-    return f"{model}-{clip_seconds:g}s-seed{seed}"
 # Our own loggers (per-epoch training progress, extraction details) whose records Prefect should show in a
 # run's logs, beside its own: the value of PREFECT_LOGGING_EXTRA_LOGGERS for every process that runs the flow.
 PREFECT_EXTRA_LOGGERS = "tasks,storage"
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".au", ".flac", ".ogg", ".mp3")
+
+
+def cell_name(model: str, clip_seconds: float, seed: int) -> str:
+    """One grid cell's name, for its folder and its Prefect task runs (docs/CONTRACTS.md): `cnn-5s-seed0`."""
+    return f"{model}-{clip_seconds:g}s-seed{seed}"
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ QUARANTINE_GROUP = "quarantine"
 COMPLETE_FLAG = "complete"
 # 1,536 frames (35.7 s) of 128 float16 bands is a 384 KiB chunk, so a GTZAN track (1,293 frames) is one
 # chunk and a long track is cut into pieces that a random crop reads one or two of. Zarr's cost is per chunk,
-# not per byte, at this size (measured here, gtzan-mini): writing a track took 18.5 ms with 256-frame chunks
-# against 11.2 ms with one chunk, and reading a random 1 s / 5 s / 30 s crop 1.9 / 2.6 / 5.3 ms against
-# 2.1 / 2.0 / 2.0 ms.
+# not per byte, at this size (measured here on 30 s tracks): writing a track took 18.5 ms with 256-frame
+# chunks against 11.2 ms with one chunk, and reading a random 1 s / 5 s / 30 s crop of a gtzan-mini track
+# 1.9 / 2.6 / 5.3 ms against 2.1 / 2.0 / 2.0 ms.
 CHUNK_FRAMES = 1536
 BLOSC_CNAME = "zstd"
 # Log-mel float16 hardly compresses (331 KB raw per 30 s; 277 KB at level 1, 267 KB at 3 or 5); level 1
