@@ -51,6 +51,15 @@ def test_decodes_every_width_and_container_at_the_native_rate(tmp_path, name, ra
     np.testing.assert_allclose(audio, written.mean(axis=1), atol=2 * quantum)
 
 
+@pytest.mark.parametrize("name", ["pcm16.wav", "gtzan.au", "lossless.flac", "stereo.wav"])
+def test_16_bit_samples_are_exactly_libsndfiles_own_float_conversion(tmp_path, name):
+    """16-bit files take a faster path (int16 scaled by numpy); it must not change a single sample."""
+    noise = np.random.default_rng(7).uniform(-1.0, 1.0, (RATE, 2 if name.startswith("stereo") else 1))
+    sf.write(tmp_path / name, noise, RATE, subtype="PCM_16")
+    expected = sf.read(tmp_path / name, dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
+    np.testing.assert_array_equal(load_audio(str(tmp_path / name), RATE), expected)
+
+
 @pytest.mark.parametrize("rate", [44_100, 48_000])
 def test_stereo_at_other_rates_is_downmixed_and_resampled_like_librosa(tmp_path, rate):
     import librosa
