@@ -4,7 +4,8 @@ Stages, each over every track:
   1. librosa baseline: per file `librosa.load` + `melspectrogram` + `power_to_db`, sequentially, in process,
      BLAS limited to one thread (so it uses one core, as stage 2 does); 1b. the same with BLAS as installed
      (its mel product then runs on every core);
-  2. genreflow on one worker: `extract_track` (decode, checks, hash, log-mel, Zarr write) sequentially;
+  2. genreflow on one worker: `extract_tracks` (decode, checks, hash, log-mel, Zarr write) on the same
+     groups of tracks that stage 3 sends to Dask as tasks, one after the other;
   3. genreflow on Dask, one worker per core (the fixed worker environment `dask_client` builds);
   4. the same work on a plain `ProcessPoolExecutor`, as a reference for Dask's own overhead;
   5. Dask with its default worker environment (`MALLOC_TRIM_THRESHOLD_=65536`): the trap. Last, because
@@ -49,7 +50,15 @@ from distributed import Client
 from genreflow.config import DEFAULT_CLIP_SECONDS, FeatureConfig
 from storage.store import FeatureStore
 from tasks.collection import SourceTrack, scan_collection
-from tasks.extract import TrackOutcome, default_worker_count, dask_client, extract_batch, extract_track
+from tasks.extract import (
+    TrackFailure,
+    TrackOutcome,
+    dask_client,
+    default_worker_count,
+    extract_batch,
+    extract_tracks,
+    task_groups,
+)
 from tasks.logmel import log_mel
 from tasks.synthetic import GENRES, write_synthetic_collection
 
@@ -167,7 +176,8 @@ def genreflow_in_process(tracks: list[SourceTrack], config: FeatureConfig, store
     warm_up(config)
     FeatureStore.create_or_open(store, config)
     usage_before, started = usage(), time.perf_counter()
-    outcomes = [extract_track(track, store, config, MIN_SECONDS) for track in tracks]
+    groups = task_groups(tracks, 1)
+    outcomes = extracted([extract_tracks(group, store, config, MIN_SECONDS) for group in groups])
     wall = time.perf_counter() - started
     return _stage("2 genreflow, one worker", 1, outcomes, wall, _difference([usage()], [usage_before]))
 
@@ -189,7 +199,7 @@ def genreflow_on_dask(
 
 def genreflow_on_process_pool(tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int) -> Stage:
     FeatureStore.create_or_open(store, config)
-    work = partial(extract_track, store_location=store, feature_config=config, min_seconds=MIN_SECONDS)
+    work = partial(extract_tracks, store_location=store, feature_config=config, min_seconds=MIN_SECONDS)
     context = multiprocessing.get_context("spawn")
     everyone_warm = context.Barrier(workers + 1)
     with ProcessPoolExecutor(workers, context, _warm_up_then_wait, (config, everyone_warm)) as pool:
@@ -197,7 +207,7 @@ def genreflow_on_process_pool(tracks: list[SourceTrack], config: FeatureConfig, 
             pool.submit(abs, 0)  # the pool starts one process per task waiting
         everyone_warm.wait()
         started = time.perf_counter()
-        outcomes = list(pool.map(work, tracks))
+        outcomes = extracted(pool.map(work, task_groups(tracks, workers)))
         wall = time.perf_counter() - started
     return _stage("4 genreflow, process pool", workers, outcomes, wall)
 
@@ -213,6 +223,15 @@ def dask_default_environment_client(workers: int) -> Iterator[Client]:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
+def extracted(results: Iterable[list[TrackOutcome | TrackFailure]]) -> list[TrackOutcome]:
+    """Every track's outcome from per-task results; a benchmark with a failed track is not a benchmark."""
+    outcomes = [result for task in results for result in task]
+    failures = [result for result in outcomes if isinstance(result, TrackFailure)]
+    if failures:
+        raise RuntimeError(f"{len(failures)} track(s) failed, e.g. {failures[0]}")
+    return [outcome for outcome in outcomes if isinstance(outcome, TrackOutcome)]
+
+
 def warm_up(config: FeatureConfig) -> None:
     """Import librosa and build the mel filter bank in a worker before timing: a once-per-worker cost."""
     log_mel(np.zeros(config.n_fft, np.float32), config)

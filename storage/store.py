@@ -1,33 +1,40 @@
 """Reading and writing the Zarr feature store; the only module that touches Zarr paths.
 
-Writers (one per track, possibly in many processes at once) each write their own array, so no two writers
-ever touch the same file. Readers see only tracks whose completion flag is set.
+Writers (one per extraction task, possibly in many processes at once) each write their own batch array, so
+no two writers ever touch the same file. Readers see only tracks of complete batches, each at its newest copy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import json
+import secrets
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+import zarr.api.asynchronous
 from zarr.codecs import BloscCodec, BloscShuffle
 from zarr.core.sync import sync
 
 from genreflow.config import FeatureConfig
 from storage.schema import (
+    BATCHES_GROUP,
     BLOSC_CNAME,
     BLOSC_LEVEL,
     CHUNK_FRAMES,
     COMPLETE_FLAG,
     HEADER_KEY,
     QUARANTINE_GROUP,
+    RECORDS_KEY,
     SCHEMA_VERSION,
-    TRACKS_GROUP,
+    TRACK_IDS_KEY,
     QuarantineRecord,
     StoreError,
     TrackRecord,
@@ -46,13 +53,57 @@ def _split_track_id(track_id: str) -> tuple[str, str]:
     return genre, name
 
 
-class FeatureStore:
-    """A handle on one store: its header is checked once, on open."""
+@dataclass(frozen=True)
+class StoredTrack:
+    """Where a complete track's frames are: a row of a batch array."""
 
-    def __init__(self, root: zarr.Group, feature_config: FeatureConfig, location: str) -> None:
-        self._root = root
+    record: TrackRecord
+    batch: zarr.Array
+    row: int
+
+
+@dataclass(frozen=True)
+class StoreIndex:
+    """What the store's batches hold, read from their attributes alone (no chunk is read)."""
+
+    complete: dict[str, StoredTrack]  # track id -> its newest complete copy
+    incomplete: set[str]  # tracks of batches that never finished, with no complete copy anywhere
+    superseded: int  # older complete copies of tracks that were extracted again
+
+    @classmethod
+    def of(cls, batches: Sequence[zarr.Array]) -> StoreIndex:
+        """Index `batches`, oldest first, so that a newer copy of a track replaces an older one."""
+        complete: dict[str, StoredTrack] = {}
+        started: set[str] = set()
+        superseded = 0
+        for batch in batches:
+            attrs = batch.attrs
+            if not attrs.get(COMPLETE_FLAG):
+                started.update(attrs.get(TRACK_IDS_KEY, []))
+                continue
+            for row, values in enumerate(attrs[RECORDS_KEY]):
+                record = TrackRecord.from_attrs(values)
+                superseded += record.track_id in complete
+                complete[record.track_id] = StoredTrack(record, batch, row)
+        return cls(complete, started - complete.keys(), superseded)
+
+
+class FeatureStore:
+    """A handle on one store: its header is checked once, on open.
+
+    Whole-store listings (`tracks`, `incomplete_track_ids`, `info`) read the store afresh each time; single
+    tracks (`track`, `read`) are looked up in an index kept from the last listing, which is read again only
+    when a track is not in it, so reading many crops costs no metadata reads.
+    """
+
+    def __init__(self, root: zarr.AsyncGroup, feature_config: FeatureConfig, location: str) -> None:
+        self._async_root = root
+        self._root = zarr.Group(root)
         self.feature_config = feature_config
         self.location = location
+        self._index: StoreIndex | None = None
+        self._index_lock = threading.Lock()
+        self._batches: zarr.AsyncGroup | None = None
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
@@ -60,14 +111,16 @@ class FeatureStore:
         cls, location: str, feature_config: FeatureConfig, storage_options: dict[str, Any] | None = None
     ) -> FeatureStore:
         """Open the store for writing, creating it if absent; refuse one of another version or config."""
-        root = zarr.open_group(store=location, mode="a", storage_options=storage_options)
+        root = _open_root(location, "a", storage_options)
         header = root.attrs.get(HEADER_KEY)
         if header is None:
-            root.attrs[HEADER_KEY] = {
-                "schema_version": SCHEMA_VERSION,
-                "feature_config": feature_config.to_dict(),
-                "feature_id": feature_config.identity(),
-            }
+            sync(root.update_attributes({
+                HEADER_KEY: {
+                    "schema_version": SCHEMA_VERSION,
+                    "feature_config": feature_config.to_dict(),
+                    "feature_id": feature_config.identity(),
+                }
+            }))
         else:
             _check_header(header, location, expected=feature_config)
         return cls(root, feature_config, location)
@@ -76,7 +129,7 @@ class FeatureStore:
     def open(cls, location: str, storage_options: dict[str, Any] | None = None) -> FeatureStore:
         """Open an existing store for reading; its own header says how its features were made."""
         try:
-            root = zarr.open_group(store=location, mode="r", storage_options=storage_options)
+            root = _open_root(location, "r", storage_options)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as error:
             raise StoreError(f"no genreflow store at {location}") from error
         header = root.attrs.get(HEADER_KEY)
@@ -86,69 +139,65 @@ class FeatureStore:
         return cls(root, FeatureConfig.from_dict(header["feature_config"]), location)
 
     # ---- writing -------------------------------------------------------------------------------
+    def write_tracks(self, tracks: Sequence[tuple[TrackRecord, np.ndarray]]) -> None:
+        """Write tracks (each a record and its log-mel (frames, n_mels)) as one new batch.
+
+        The batch's completion flag, with the records, is its very last write; until then none of these
+        tracks reads as complete (an older complete copy of one, if any, still does).
+        """
+        if not tracks:
+            return
+        for record, features in tracks:
+            self._check_features(record, features)
+        self.discard_quarantine({record.track_id for record, _ in tracks})
+        sync(self._write_batch(_new_batch_name(), tracks))
+        self._index = None
+
     def write_track(self, record: TrackRecord, features: np.ndarray) -> None:
-        """Write one track's log-mel (frames, n_mels); its completion flag is the very last write."""
-        expected = (record.n_frames, self.feature_config.n_mels)
-        if features.shape != expected:
-            raise ValueError(f"{record.track_id}: features {features.shape} do not match {expected}")
-        genre, name = _split_track_id(record.track_id)
-        self.discard_quarantine(record.track_id)
-        genre_group = self._require_group(f"{TRACKS_GROUP}/{genre}")
-        array = genre_group.create_array(
-            name,
-            shape=expected,
-            chunks=(CHUNK_FRAMES, self.feature_config.n_mels),
-            dtype=self.feature_config.dtype,
-            compressors=BloscCodec(cname=BLOSC_CNAME, clevel=BLOSC_LEVEL, shuffle=BloscShuffle.shuffle),
-            attributes={COMPLETE_FLAG: False, "track_id": record.track_id},
-            overwrite=True,
-        )
-        array[...] = features.astype(self.feature_config.dtype, copy=False)
-        array.update_attributes(record.to_attrs())  # one metadata write, the last of the track
+        """One track as a batch of its own."""
+        self.write_tracks([(record, features)])
 
     def quarantine(self, record: QuarantineRecord) -> None:
         """Record a file that failed, with its reason; a complete copy of it, if any, is left alone."""
         genre, name = _split_track_id(record.track_id)
-        genre_group = self._require_group(f"{QUARANTINE_GROUP}/{genre}")
-        genre_group.create_group(name, overwrite=True, attributes=record.to_attrs())
+        genre_group = sync(self._require_group(f"{QUARANTINE_GROUP}/{genre}"))
+        sync(genre_group.create_group(name, overwrite=True, attributes=record.to_attrs()))
 
-    def discard_quarantine(self, track_id: str) -> None:
-        """Forget an earlier failure of a file that now extracts."""
-        genre, name = _split_track_id(track_id)
-        path = f"{QUARANTINE_GROUP}/{genre}"
-        if path in self._root and name in self._root[path]:
-            del self._root[path][name]
+    def discard_quarantine(self, track_ids: set[str]) -> None:
+        """Forget earlier failures of files that now extract (one listing, not one lookup per track)."""
+        if QUARANTINE_GROUP not in self._root:
+            return
+        for genre, genre_group in self._root[QUARANTINE_GROUP].groups():
+            for name in list(genre_group.group_keys()):
+                if f"{genre}/{name}" in track_ids:
+                    del genre_group[name]
 
     # ---- reading -------------------------------------------------------------------------------
     def tracks(self) -> list[TrackRecord]:
-        """Every complete track, sorted by track id; partial writes are not listed."""
-        return sorted(self._complete_records(), key=lambda record: record.track_id)
+        """Every complete track (its newest copy), sorted by track id; partial writes are not listed."""
+        complete = self._fresh_index().complete
+        return [complete[track_id].record for track_id in sorted(complete)]
 
     def track(self, track_id: str) -> TrackRecord | None:
         """The complete record of one track, or None if it is absent or incomplete."""
-        genre, name = _split_track_id(track_id)
-        try:
-            attrs = dict(self._root[f"{TRACKS_GROUP}/{genre}/{name}"].attrs)
-        except (KeyError, json.JSONDecodeError, ValueError):
-            return None
-        return TrackRecord.from_attrs(attrs) if attrs.get(COMPLETE_FLAG) else None
+        stored = self._stored(track_id)
+        return None if stored is None else stored.record
 
     def incomplete_track_ids(self) -> list[str]:
         """Tracks whose write started but never finished (a killed or failed extraction), sorted."""
-        return sorted(
-            node.path.removeprefix(f"{TRACKS_GROUP}/")
-            for node in self._nodes(TRACKS_GROUP)
-            if not node.attrs.get(COMPLETE_FLAG)
-        )
+        return sorted(self._fresh_index().incomplete)
 
     def read(self, track_id: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Frames [start, stop) of a complete track as float32 (frames, n_mels)."""
-        genre, name = _split_track_id(track_id)
-        return np.asarray(self._root[f"{TRACKS_GROUP}/{genre}/{name}"][start:stop], dtype=np.float32)
+        """Frames [start, stop) of a complete track as float32 (frames, n_mels), sliced as Python slices."""
+        stored = self._stored(track_id)
+        if stored is None:
+            raise KeyError(f"{track_id} is not a complete track in {self.location}")
+        first, last, _ = slice(start, stop).indices(stored.record.n_frames)
+        return np.asarray(stored.batch[stored.row, first : max(first, last)], dtype=np.float32)
 
     def quarantined(self) -> list[QuarantineRecord]:
         """Every file that failed extraction, sorted by track id."""
-        records = [QuarantineRecord.from_attrs(dict(node.attrs)) for node in self._nodes(QUARANTINE_GROUP)]
+        records = [QuarantineRecord.from_attrs(dict(node.attrs)) for node in self._quarantine_nodes()]
         return sorted(records, key=lambda record: record.track_id)
 
     def data_version(self) -> str:
@@ -172,7 +221,8 @@ class FeatureStore:
 
     def info(self) -> dict[str, Any]:
         """The summary `genreflow store info` prints."""
-        records = self.tracks()
+        index = self._fresh_index()
+        records = [index.complete[track_id].record for track_id in sorted(index.complete)]
         return {
             "location": self.location,
             "schema_version": SCHEMA_VERSION,
@@ -183,11 +233,62 @@ class FeatureStore:
             "genres": dict(sorted(Counter(record.genre for record in records).items())),
             "audio_hours": round(sum(record.duration_s for record in records) / 3600, 4),
             "quarantined": [{"path": q.source.path, "track_id": q.track_id, "reason": q.reason} for q in self.quarantined()],
+            "incomplete_tracks": len(index.incomplete),
+            "superseded_copies": index.superseded,
             "bytes_on_disk": self.bytes_on_disk(),
         }
 
     # ---- internals -----------------------------------------------------------------------------
-    def _require_group(self, path: str) -> zarr.Group:
+    def _check_features(self, record: TrackRecord, features: np.ndarray) -> None:
+        _split_track_id(record.track_id)
+        expected = (record.n_frames, self.feature_config.n_mels)
+        if features.shape != expected:
+            raise ValueError(f"{record.track_id}: features {features.shape} do not match {expected}")
+
+    async def _write_batch(self, name: str, tracks: Sequence[tuple[TrackRecord, np.ndarray]]) -> None:
+        """Create the batch array, write every row at once, then mark it complete: one event-loop trip."""
+        batches = await self._batches_group()
+        n_mels, dtype = self.feature_config.n_mels, self.feature_config.dtype
+        batch = await batches.create_array(
+            name,
+            shape=(len(tracks), max(record.n_frames for record, _ in tracks), n_mels),
+            chunks=(1, CHUNK_FRAMES, n_mels),
+            dtype=dtype,
+            compressors=BloscCodec(cname=BLOSC_CNAME, clevel=BLOSC_LEVEL, shuffle=BloscShuffle.shuffle),
+            attributes={COMPLETE_FLAG: False, TRACK_IDS_KEY: [record.track_id for record, _ in tracks]},
+            config={"write_empty_chunks": True},  # only track frames are written: skip the all-fill check
+        )
+        await asyncio.gather(*(
+            batch.setitem((row, slice(0, record.n_frames)), features.astype(dtype, copy=False))
+            for row, (record, features) in enumerate(tracks)
+        ))
+        await batch.update_attributes({COMPLETE_FLAG: True, RECORDS_KEY: [record.to_attrs() for record, _ in tracks]})
+
+    async def _batches_group(self) -> zarr.AsyncGroup:
+        if self._batches is None:
+            self._batches = await self._require_group(BATCHES_GROUP)
+        return self._batches
+
+    def _fresh_index(self) -> StoreIndex:
+        """Read every batch's attributes now (one listing), and keep the result for single-track lookups."""
+        batches = []
+        if BATCHES_GROUP in self._root:
+            batches = [array for _, array in sorted(self._root[BATCHES_GROUP].arrays())]
+        index = StoreIndex.of(batches)
+        with self._index_lock:
+            self._index = index
+        return index
+
+    def _stored(self, track_id: str) -> StoredTrack | None:
+        """A complete track's location, from the kept index, or from a fresh one if it is not there."""
+        _split_track_id(track_id)
+        with self._index_lock:
+            index = self._index
+        if index is None or track_id not in index.complete:
+            index = self._fresh_index()
+        return index.complete.get(track_id)
+
+    async def _require_group(self, path: str) -> zarr.AsyncGroup:
         """Open or create the group at `path`, even while other processes create it (or its parent) too.
 
         zarr checks, then creates; a writer that loses that race gets ContainsGroupError although the group
@@ -195,23 +296,26 @@ class FeatureStore:
         """
         for _ in range(path.count("/") + 1):
             try:
-                return self._root.require_group(path)
+                return await self._async_root.require_group(path)
             except zarr.errors.ContainsGroupError:
                 continue
-        return self._root.require_group(path)
+        return await self._async_root.require_group(path)
 
-    def _nodes(self, top: str) -> Iterator[Any]:
-        if top not in self._root:
+    def _quarantine_nodes(self) -> Iterator[zarr.Group]:
+        if QUARANTINE_GROUP not in self._root:
             return
-        for _, genre_group in sorted(self._root[top].groups()):
-            for _, node in sorted(genre_group.members()):
+        for _, genre_group in sorted(self._root[QUARANTINE_GROUP].groups()):
+            for _, node in sorted(genre_group.groups()):
                 yield node
 
-    def _complete_records(self) -> Iterator[TrackRecord]:
-        for node in self._nodes(TRACKS_GROUP):
-            attrs = dict(node.attrs)
-            if attrs.get(COMPLETE_FLAG):
-                yield TrackRecord.from_attrs(attrs)
+
+def _open_root(location: str, mode: str, storage_options: dict[str, Any] | None) -> zarr.AsyncGroup:
+    return sync(zarr.api.asynchronous.open_group(store=location, mode=mode, storage_options=storage_options))
+
+
+def _new_batch_name() -> str:
+    """Sorts by the time it was made (then at random), so the newest copy of a track is the last one listed."""
+    return f"{time.time_ns():020d}-{secrets.token_hex(4)}"
 
 
 def _check_header(header: dict[str, Any], location: str, expected: FeatureConfig | None) -> None:

@@ -126,6 +126,8 @@ def _describe_info(info: dict[str, Any]) -> str:
         f"audio          {info['audio_hours']:.2f} h",
         f"size           {info['bytes_on_disk'] / 2**20:.1f} MiB",
         f"data version   {info['data_version']}",
+        f"incomplete     {info['incomplete_tracks']} (an extraction stopped mid-write; the next one redoes them)",
+        f"superseded     {info['superseded_copies']} (older copies of tracks extracted again, still on disk)",
         f"quarantined    {len(info['quarantined'])}",
     ]
     lines += [f"  {entry['path']}: {entry['reason']}" for entry in info["quarantined"]]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from genreflow.cli import main
+from storage.schema import BATCHES_GROUP, SCHEMA_VERSION
 from tasks.extract import dask_client
 from tasks.synthetic import GENRES, write_synthetic_collection
 
@@ -60,11 +61,11 @@ def test_store_info_prints_text_and_json(capsys, scheduler: str, short_tracks: P
     assert main(["store", "info", store, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
 
-    assert f"tracks         {len(GENRES)} (" in text and "quarantined    1" in text
+    assert f"tracks         {len(GENRES)} (" in text and "quarantined    1" in text and "incomplete     0 (" in text
     assert info["tracks"] == len(GENRES) and info["genres"] == {genre: 1 for genre in GENRES}
     assert info["quarantined"][0]["path"] == str(short_tracks / GENRES[0] / "notes.wav")
     assert info["quarantined"][0]["reason"].startswith("not an audio file")
-    assert info["schema_version"] == 1 and info["feature_config"]["n_mels"] == 128
+    assert info["schema_version"] == SCHEMA_VERSION and info["feature_config"]["n_mels"] == 128
     assert info["bytes_on_disk"] > 0
 
 
@@ -89,8 +90,8 @@ def test_a_store_that_cannot_be_written_is_an_error_naming_the_tracks(capsys, sc
     shutil.copytree(write_synthetic_collection(tmp_path / "one", 1, seed=0, seconds=3.0) / GENRES[1], data / GENRES[1])
     store = tmp_path / "store.zarr"
     extract(capsys, "--data", str(data), "--store", str(store), "--dask-address", scheduler, "--min-seconds", "2")
-    shutil.rmtree(store / "tracks")
-    (store / "tracks").write_text("a file where the store needs a folder")
+    shutil.rmtree(store / BATCHES_GROUP)
+    (store / BATCHES_GROUP).write_text("a file where the store needs a folder")
     (data / GENRES[1] / f"{GENRES[1]}.00000.wav").touch()  # changed: to be extracted again
 
     code, out, err = extract(capsys, "--data", str(data), "--store", str(store), "--dask-address", scheduler,

@@ -47,13 +47,13 @@ def fake_features(n_frames: int, seed: int) -> np.ndarray:
 
 
 def fill(location: str) -> dict[str, np.ndarray]:
-    """Write two tracks (one spanning several chunks) and one quarantined file; return what was written."""
+    """Write two tracks (one batch) and one quarantined file; return what was written."""
     store = FeatureStore.create_or_open(location, CONFIG)
     written = {"blues/a.wav": fake_features(600, seed=1), "rock/b.wav": fake_features(40, seed=2)}
-    for track_id, features in written.items():
-        genre = track_id.split("/")[0]
-        record = TrackRecord(track_id, genre, len(features), len(features) * CONFIG.hop_length / CONFIG.sample_rate, stamp(track_id))
-        store.write_track(record, features)
+    store.write_tracks([
+        (TrackRecord(track_id, track_id.split("/")[0], len(features), len(features) * CONFIG.hop_length / CONFIG.sample_rate, stamp(track_id)), features)
+        for track_id, features in written.items()
+    ])
     store.quarantine(QuarantineRecord("jazz/broken.wav", "cannot decode", stamp("jazz/broken.wav")))
     return written
 
@@ -90,7 +90,8 @@ def test_the_s3_store_is_really_in_the_bucket(s3_location: str) -> None:
     keys = s3fs.S3FileSystem(skip_instance_cache=True).find(s3_location)
     prefix = s3_location.removeprefix("s3://")
     assert f"{prefix}/zarr.json" in keys
-    assert any(key.startswith(f"{prefix}/tracks/blues/a.wav/c") for key in keys)  # the chunks themselves
+    chunks = [key for key in keys if key.startswith(f"{prefix}/batches/") and "/c/" in key]
+    assert len(chunks) == 2  # one batch, one chunk per track
 
 
 def test_opening_a_missing_s3_store_names_the_url(s3_location: str) -> None:

@@ -15,6 +15,7 @@ import zarr
 
 from genreflow.config import FeatureConfig
 from storage.schema import (
+    BATCHES_GROUP,
     BLOSC_CNAME,
     CHUNK_FRAMES,
     HEADER_KEY,
@@ -52,9 +53,36 @@ def test_a_written_track_reads_back_in_the_documented_layout(store: FeatureStore
     assert reopened.tracks() == [record("blues/a.wav", 600)]
     np.testing.assert_allclose(reopened.read("blues/a.wav"), written, atol=0.07)  # float16 near 80 dB
     np.testing.assert_array_equal(reopened.read("blues/a.wav", 300, 310), reopened.read("blues/a.wav")[300:310])
-    array = zarr.open_array(str(tmp_path / "store.zarr" / "tracks" / "blues" / "a.wav"), mode="r")
-    assert array.chunks == (CHUNK_FRAMES, CONFIG.n_mels) and array.dtype == np.float16
-    assert array.compressors[0].cname.value == BLOSC_CNAME
+    [(_, batch)] = zarr.open_group(str(tmp_path / "store.zarr" / BATCHES_GROUP), mode="r").arrays()
+    assert batch.chunks == (1, CHUNK_FRAMES, CONFIG.n_mels) and batch.dtype == np.float16
+    assert batch.compressors[0].cname.value == BLOSC_CNAME
+
+
+def test_tracks_of_different_lengths_share_a_batch_and_read_back_at_their_own_length(store: FeatureStore):
+    lengths = {"blues/a.wav": 2 * CHUNK_FRAMES + 5, "rock/b.wav": 40, "rock/c.wav": 1}
+    written = {track_id: features(frames) for track_id, frames in lengths.items()}
+
+    store.write_tracks([(record(track_id, lengths[track_id]), written[track_id]) for track_id in lengths])
+
+    assert [track.track_id for track in store.tracks()] == sorted(lengths)
+    for track_id, values in written.items():
+        np.testing.assert_allclose(store.read(track_id), values, atol=0.07)
+    assert store.read("rock/b.wav", 30).shape == (10, CONFIG.n_mels)  # never the padding after its end
+    assert store.read("rock/b.wav", 30, 10_000).shape == (10, CONFIG.n_mels)
+    with pytest.raises(KeyError, match="rock/zzz.wav"):
+        store.read("rock/zzz.wav")
+
+
+def test_a_track_extracted_again_reads_as_its_newest_copy(store: FeatureStore):
+    store.write_tracks([(record("blues/a.wav", 10, sha256="old"), features(10)), (record("jazz/b.wav", 5), features(5))])
+    newer = features(12) + 1.0
+
+    store.write_track(record("blues/a.wav", 12, sha256="new"), newer)
+
+    assert store.track("blues/a.wav") == record("blues/a.wav", 12, sha256="new")
+    np.testing.assert_allclose(FeatureStore.open(store.location).read("blues/a.wav"), newer, atol=0.07)
+    assert [track.track_id for track in store.tracks()] == ["blues/a.wav", "jazz/b.wav"]
+    assert store.info()["superseded_copies"] == 1
 
 
 def test_features_of_the_wrong_shape_are_refused(store: FeatureStore):
@@ -103,7 +131,8 @@ def test_info_summarises_tracks_quarantine_and_size(store: FeatureStore, tmp_pat
 
     info = store.info()
 
-    assert (info["tracks"], info["genres"], info["schema_version"]) == (2, {"blues": 1, "rock": 1}, 1)
+    assert (info["tracks"], info["genres"], info["schema_version"]) == (2, {"blues": 1, "rock": 1}, 2)
+    assert (info["incomplete_tracks"], info["superseded_copies"]) == (0, 0)
     assert info["quarantined"] == [{"path": "/music/jazz/b.wav", "track_id": "jazz/b.wav", "reason": "silent"}]
     assert info["feature_config"] == CONFIG.to_dict()
     on_disk = sum(path.stat().st_size for path in (tmp_path / "store.zarr").rglob("*") if path.is_file())
@@ -134,15 +163,15 @@ from storage.store import FeatureStore
 frames = int(sys.argv[2])
 store = FeatureStore.create_or_open(sys.argv[1], FeatureConfig())
 values = np.random.default_rng(0).uniform(-80, 0, (frames, 128)).astype(np.float32)
-store.write_track(TrackRecord("blues/long.wav", "blues", frames, 1.0, SourceStamp("/x", 1, 1, "h")), values)
+store.write_track(TrackRecord("blues/long.wav", "blues", frames, 1.0, SourceStamp("/x", 1, 1, "new")), values)
 print("finished", flush=True)
 """
 KILLED_FRAMES = 100 * CHUNK_FRAMES  # 100 chunks: the kill lands long before the last one
 
 
-def kill_when_chunks_appear(writer: subprocess.Popen[str], chunk_dir: Path) -> None:
+def kill_when_chunks_appear(writer: subprocess.Popen[str], batches: Path) -> None:
     deadline = time.monotonic() + 120
-    while not (chunk_dir.is_dir() and any(chunk_dir.iterdir())):
+    while not any(batches.glob("*/c/*")):
         assert writer.poll() is None, f"the writer exited before writing any chunk: {writer.communicate()}"
         assert time.monotonic() < deadline, "the writer never started writing chunks"
         time.sleep(0.001)
@@ -150,19 +179,36 @@ def kill_when_chunks_appear(writer: subprocess.Popen[str], chunk_dir: Path) -> N
     writer.wait()
 
 
-def test_a_writer_killed_mid_write_leaves_nothing_that_looks_complete(tmp_path: Path):
-    location = str(tmp_path / "store.zarr")
+def run_killed_writer(location: str) -> None:
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, location, str(KILLED_FRAMES)], stdout=subprocess.PIPE, text=True,
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    kill_when_chunks_appear(writer, tmp_path / "store.zarr" / "tracks" / "blues" / "long.wav" / "c")
-
+    kill_when_chunks_appear(writer, Path(location) / BATCHES_GROUP)
     assert writer.returncode == -signal.SIGKILL and "finished" not in writer.stdout.read()
+
+
+def test_a_writer_killed_mid_write_leaves_nothing_that_looks_complete(tmp_path: Path):
+    location = str(tmp_path / "store.zarr")
+
+    run_killed_writer(location)
+
     store = FeatureStore.open(location)
     assert store.tracks() == [] and store.track("blues/long.wav") is None
     assert store.incomplete_track_ids() == ["blues/long.wav"]
-    assert store.info()["tracks"] == 0
+    assert (store.info()["tracks"], store.info()["incomplete_tracks"]) == (0, 1)
+
+
+def test_a_writer_killed_while_replacing_a_track_loses_nothing(tmp_path: Path):
+    location = str(tmp_path / "store.zarr")
+    earlier = TrackRecord("blues/long.wav", "blues", 20, 1.0, SourceStamp("/x", 1, 1, "old"))
+    FeatureStore.create_or_open(location, FeatureConfig()).write_track(earlier, np.zeros((20, 128), np.float32))
+
+    run_killed_writer(location)
+
+    store = FeatureStore.open(location)
+    assert store.tracks() == [earlier] and store.read("blues/long.wav").shape == (20, 128)
+    assert store.incomplete_track_ids() == []  # a complete copy is there: the plan decides by its stamp
 
 
 # ---- writers in several processes creating the same genres at once ---------------------------------------------
@@ -186,7 +232,7 @@ for genre in range(30):
 
 
 def test_writers_creating_the_same_new_genres_at_once_all_succeed(tmp_path: Path):
-    """Without care, zarr's check-then-create lets all but one writer fail on a new genre (seen in 5 of 15)."""
+    """Without care, zarr's check-then-create lets all but one writer fail on a new group (seen in 5 of 15)."""
     location, go = str(tmp_path / "store.zarr"), tmp_path / "go"
     FeatureStore.create_or_open(location, FeatureConfig(n_mels=8))
     racers = [
