@@ -78,8 +78,24 @@ def test_matches_librosa_for_any_length_and_setting(config: FeatureConfig, n_sam
 
 def test_a_track_longer_than_one_block_is_stitched_seamlessly():
     config = FeatureConfig()
-    audio = np.tile(reference_signal(), 25)  # 37.5 s: more than one 1,024-frame FFT block
+    audio = np.tile(reference_signal(), 25)  # 37.5 s, 1,616 frames: many FFT blocks, padded ones at both ends
     assert_matches(log_mel(audio, config), librosa_log_mel(audio, config))
+
+
+@pytest.mark.filterwarnings("ignore:Empty filters detected")
+def test_mel_bands_without_fft_bins_match_librosa():
+    """A 256-point FFT leaves 20 of 128 mel bands with no bin (librosa warns); they must still come out as
+    librosa's: zero power, the amin floor in dB."""
+    import librosa
+
+    config = FeatureConfig(n_fft=256, hop_length=64, n_mels=128, top_db=None)
+    filters = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels)
+    empty = ~filters.any(axis=1)
+    assert empty.sum() == 20
+    audio = reference_signal(config.sample_rate)
+    ours = log_mel(audio, config)
+    assert_matches(ours, librosa_log_mel(audio, config))
+    np.testing.assert_allclose(ours[:, empty], -100.0, atol=1e-3)  # 10 log10(amin)
 
 
 def test_matches_librosa_on_real_music(gtzan_mini: Path):
