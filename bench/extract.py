@@ -2,10 +2,12 @@
 
 Stages, each over every track:
   1. librosa baseline: per file `librosa.load` + `melspectrogram` + `power_to_db`, sequentially, in process,
-     BLAS limited to one thread (so it uses one core, as stage 2 does); 1b. the same with BLAS as installed
-     (its mel product then runs on every core);
+     BLAS limited to one thread and the process pinned to one CPU (as stage 2 is); 1b. the same with BLAS as
+     installed and no pinning (its mel product then runs on every core);
   2. genreflow on one worker: `extract_tracks` (decode, checks, hash, log-mel, Zarr write) on the same
-     groups of tracks that stage 3 sends to Dask as tasks, one after the other;
+     groups of tracks that stage 3 sends to Dask as tasks, one after the other, pinned to one CPU.
+     Stages 1 and 2 alternate group by group, so that drifts in the machine's speed hit both alike;
+     this process and the process pool run with the Dask workers' malloc settings (MALLOC_TOP_PAD_);
   3. genreflow on Dask, one worker per core (the fixed worker environment `dask_client` builds);
   4. the same work on a plain `ProcessPoolExecutor`, as a reference for Dask's own overhead;
   5. Dask with its default worker environment (`MALLOC_TRIM_THRESHOLD_=65536`): the trap. Last, because
@@ -16,7 +18,8 @@ Wall times depend on what else the machine runs; CPU seconds per track and minor
 
 Beside the stages, the log-mel alone (already decoded audio, one thread, no store) is timed against librosa's
 `melspectrogram` + `power_to_db` on the first LOGMEL_TRACKS tracks: logmel_speedup_vs_librosa.
-Every stage is warmed up before it is timed (imports, filter banks, worker start): a once-per-process cost.
+Every stage is warmed up before it is timed (imports, filter banks, Zarr, worker start): a once-per-process
+cost. Stages 1-4 run --repeats times (default 3) and each reports its fastest run; stage 5 runs once.
 Prints a table, then last one JSON line: speedup_vs_librosa (2 vs 1), speedup_vs_librosa_all_cores (2 vs
 1b), dask_efficiency (3 vs 2, per core), audio_seconds_per_second (3), bytes_per_track, peak_rss_mb (largest
 worker), client memory growth.
@@ -28,9 +31,12 @@ worker), client memory growth.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import math
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
@@ -51,6 +57,7 @@ from genreflow.config import DEFAULT_CLIP_SECONDS, FeatureConfig
 from storage.store import FeatureStore
 from tasks.collection import SourceTrack, scan_collection
 from tasks.extract import (
+    WORKER_ENVIRONMENT,
     TrackFailure,
     TrackOutcome,
     dask_client,
@@ -66,6 +73,7 @@ MIN_SECONDS = max(DEFAULT_CLIP_SECONDS)
 COMPARED_TRACKS = 3  # tracks whose librosa result is kept to check the stored features against
 LOGMEL_TRACKS = 20  # decoded tracks on which the two log-mel implementations alone are timed
 LOGMEL_REPEATS = 3  # best of: the log-mel alone takes milliseconds, so one pass is noisy
+M_TOP_PAD = -2  # glibc's mallopt parameter that MALLOC_TOP_PAD_ sets
 
 
 @dataclass
@@ -93,6 +101,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="N synthetic 30 s tracks in total, rounded up to whole genres (default 120)")
     parser.add_argument("--work-dir", default="runs/bench", help="where the synthetic audio and stores go")
     parser.add_argument("--workers", type=int, default=default_worker_count(), help="Dask workers (default: cores)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of stages 1-4; each reports its fastest, the one the machine slowed least (default 3)")
     return parser.parse_args(argv)
 
 
@@ -111,24 +121,51 @@ def warm_page_cache(tracks: list[SourceTrack]) -> None:
 
 
 # ---- stages ----------------------------------------------------------------------------------------------
-def librosa_baseline(
-    name: str, tracks: list[SourceTrack], config: FeatureConfig, blas_threads: int | None
-) -> tuple[Stage, list[np.ndarray]]:
-    """Stages 1 and 1b; also returns the first tracks' log-mels (frames, n_mels) for the accuracy check."""
+def librosa_as_installed(tracks: list[SourceTrack], config: FeatureConfig) -> Stage:
+    """Stage 1b: the baseline with BLAS as installed (every core), on its own."""
+    librosa_log_mel(tracks[0].path, config)  # warm up: imports, filter bank caches
+    meter = Meter()
+    with meter:
+        audio_seconds = sum(librosa_log_mel(track.path, config)[1] for track in tracks)
+    return meter.stage("1b librosa, as installed", 1, len(tracks), audio_seconds)
+
+
+def one_core_stages(
+    tracks: list[SourceTrack], config: FeatureConfig, store: str, scratch: Path, workers: int, repeats: int
+) -> tuple[Stage, Stage, list[np.ndarray]]:
+    """Stages 1 and 2 on one CPU, interleaved: librosa on one task group of tracks, then genreflow on the same;
+    the fastest of `repeats` passes of each.
+
+    This machine's speed drifts by tens of percent from minute to minute; interleaved, both sides meet the
+    same drift, and their ratio does not. Also returns the first tracks' librosa log-mels (frames, n_mels)
+    for the accuracy check.
+    """
+    librosa_log_mel(tracks[0].path, config)  # warm up both: imports, caches, Zarr's first write
+    warm_up(tracks[0], config, str(scratch / "warm-up.zarr"))
+    passes = [_one_core_pass(tracks, config, repeat_store(store, repeat), workers) for repeat in range(repeats)]
+    librosa_stage = fastest([librosa for librosa, _, _ in passes])
+    return librosa_stage, fastest([genreflow for _, genreflow, _ in passes]), passes[0][2]
+
+
+def _one_core_pass(
+    tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int
+) -> tuple[Stage, Stage, list[np.ndarray]]:
     from threadpoolctl import threadpool_limits
 
-    librosa_log_mel(tracks[0].path, config)  # warm up: imports, filter bank caches
+    librosa_meter, genreflow_meter = Meter(), Meter()
     kept: list[np.ndarray] = []
-    with threadpool_limits(limits=blas_threads):
-        audio_seconds, usage_before, started = 0.0, usage(), time.perf_counter()
-        for track in tracks:
-            decibels, seconds = librosa_log_mel(track.path, config)
-            audio_seconds += seconds
-            if len(kept) < COMPARED_TRACKS:
-                kept.append(decibels.T)
-        wall = time.perf_counter() - started
-        cpu, faults = _difference([usage()], [usage_before])
-    return Stage(name, 1, len(tracks), audio_seconds, wall, cpu, faults), kept
+    outcomes: list[TrackOutcome] = []
+    audio_seconds = 0.0
+    with on_one_core(), threadpool_limits(limits=1):
+        for group in task_groups(tracks, workers):  # the groups stage 3 sends to its workers
+            with librosa_meter:
+                results = [librosa_log_mel(track.path, config) for track in group]
+            with genreflow_meter:
+                outcomes += extracted([extract_tracks(group, store, config, MIN_SECONDS)])
+            audio_seconds += sum(seconds for _, seconds in results)
+            kept += [decibels.T for decibels, _ in results][: COMPARED_TRACKS - len(kept)]
+    librosa_stage = librosa_meter.stage("1 librosa, one thread", 1, len(tracks), audio_seconds)
+    return librosa_stage, _stage("2 genreflow, one worker", 1, outcomes, genreflow_meter.wall, genreflow_meter.used), kept
 
 
 def librosa_log_mel(path: str, config: FeatureConfig) -> tuple[np.ndarray, float]:
@@ -172,44 +209,55 @@ def best_time(work: Callable[[], object]) -> float:
     return min(timings)
 
 
-def genreflow_in_process(tracks: list[SourceTrack], config: FeatureConfig, store: str) -> Stage:
-    warm_up(config)
-    FeatureStore.create_or_open(store, config)
-    usage_before, started = usage(), time.perf_counter()
-    groups = task_groups(tracks, 1)
-    outcomes = extracted([extract_tracks(group, store, config, MIN_SECONDS) for group in groups])
-    wall = time.perf_counter() - started
-    return _stage("2 genreflow, one worker", 1, outcomes, wall, _difference([usage()], [usage_before]))
-
-
 def genreflow_on_dask(
     name: str, open_client: Callable[[], AbstractContextManager[Client]], tracks: list[SourceTrack], config: FeatureConfig,
-    store: str, workers: int, client_rss: list[float],
+    store: str, workers: int, client_rss: list[float], repeats: int,
 ) -> tuple[Stage, int]:
-    """Stages 3 and 5 (startup not timed); returns the largest worker peak RSS and samples the client's RSS."""
+    """Stages 3 and 5, the fastest of `repeats` runs (startup not timed); returns the largest worker peak RSS
+    and samples the client's RSS."""
     with open_client() as client:
-        client.run(warm_up, config)
-        usage_before, started = client.run(usage), time.perf_counter()
-        outcomes = extract_batch(tracks, store, config, MIN_SECONDS, client, on_outcome=_rss_sampler(client_rss))
-        wall = time.perf_counter() - started
-        used = _difference(client.run(usage).values(), usage_before.values())
+        client.run(warm_up, tracks[0], config, f"{store}.warm-up")
+        runs = []
+        for repeat in range(repeats):
+            usage_before, started = client.run(usage), time.perf_counter()
+            outcomes = extract_batch(
+                tracks, repeat_store(store, repeat), config, MIN_SECONDS, client, on_outcome=_rss_sampler(client_rss)
+            )
+            wall = time.perf_counter() - started
+            runs.append(_stage(name, workers, outcomes, wall, _difference(client.run(usage).values(), usage_before.values())))
         peak_kib = max(client.run(_peak_rss_kib).values())
-    return _stage(name, workers, outcomes, wall, used), peak_kib
+    return fastest(runs), peak_kib
 
 
-def genreflow_on_process_pool(tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int) -> Stage:
-    FeatureStore.create_or_open(store, config)
-    work = partial(extract_tracks, store_location=store, feature_config=config, min_seconds=MIN_SECONDS)
+def genreflow_on_process_pool(
+    tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int, repeats: int
+) -> Stage:
     context = multiprocessing.get_context("spawn")
     everyone_warm = context.Barrier(workers + 1)
-    with ProcessPoolExecutor(workers, context, _warm_up_then_wait, (config, everyone_warm)) as pool:
+    warm_up_arguments = (tracks[0], config, f"{store}.warm-up", everyone_warm)
+    runs = []
+    with ProcessPoolExecutor(workers, context, _warm_up_then_wait, warm_up_arguments) as pool:
         for _ in range(workers):
             pool.submit(abs, 0)  # the pool starts one process per task waiting
         everyone_warm.wait()
-        started = time.perf_counter()
-        outcomes = extracted(pool.map(work, task_groups(tracks, workers)))
-        wall = time.perf_counter() - started
-    return _stage("4 genreflow, process pool", workers, outcomes, wall)
+        for repeat in range(repeats):
+            location = repeat_store(store, repeat)
+            FeatureStore.create_or_open(location, config)
+            work = partial(extract_tracks, store_location=location, feature_config=config, min_seconds=MIN_SECONDS)
+            started = time.perf_counter()
+            outcomes = extracted(pool.map(work, task_groups(tracks, workers)))
+            runs.append(_stage("4 genreflow, process pool", workers, outcomes, time.perf_counter() - started))
+    return fastest(runs)
+
+
+def repeat_store(store: str, repeat: int) -> str:
+    """A fresh store for each repeat (a store already holding the tracks would skip them); the first is `store`."""
+    return store if repeat == 0 else f"{store}-{repeat}"
+
+
+def fastest(runs: list[Stage]) -> Stage:
+    """The run least slowed by the rest of the machine."""
+    return min(runs, key=lambda stage: stage.wall_seconds)
 
 
 @contextmanager
@@ -223,6 +271,61 @@ def dask_default_environment_client(workers: int) -> Iterator[Client]:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
+class Meter:
+    """Wall time, CPU seconds and minor page faults of this process, summed over every `with meter:` block."""
+
+    def __init__(self) -> None:
+        self.wall, self.used = 0.0, (0.0, 0)
+
+    def __enter__(self) -> None:
+        self._started, self._before = time.perf_counter(), usage()
+
+    def __exit__(self, *_: object) -> None:
+        self.wall += time.perf_counter() - self._started
+        cpu, faults = _difference([usage()], [self._before])
+        self.used = (self.used[0] + cpu, self.used[1] + faults)
+
+    def stage(self, name: str, workers: int, tracks: int, audio_seconds: float) -> Stage:
+        return Stage(name, workers, tracks, audio_seconds, self.wall, *self.used)
+
+
+def use_worker_malloc_settings() -> None:
+    """Give this process (stages 1 and 2) and the process pool's the malloc settings of genreflow's Dask workers.
+
+    Dask workers start with MALLOC_TOP_PAD_ (see WORKER_ENVIRONMENT); without it, glibc hands freed memory
+    back and every track page-faults its arrays afresh (measured here in one process: ~960 faults and ~5 ms
+    of system time per track, against ~2 and ~1.4 ms). glibc reads that variable only at start-up, so it is
+    set here with mallopt, for this process alone: stage 5's workers must meet Dask's own defaults.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.mallopt(M_TOP_PAD, int(WORKER_ENVIRONMENT["MALLOC_TOP_PAD_"] or 0))
+
+
+@contextmanager
+def on_one_core() -> Iterator[None]:
+    """Every thread of this process on one CPU, so that a one-worker stage uses one core, not more.
+
+    Zarr encodes and writes chunks on its own threads, which would otherwise run on the idle second core
+    (measured here: stage 2 then used 1.05 CPU seconds per wall second, flattering it and, by the same
+    margin, understating Dask's efficiency against it). Affinity is per thread on Linux, so every thread is
+    pinned, and threads started meanwhile inherit it; all are given back the whole set afterwards.
+    """
+    allowed = os.sched_getaffinity(0)
+    _pin_threads({min(allowed)})
+    try:
+        yield
+    finally:
+        _pin_threads(allowed)
+
+
+def _pin_threads(cpus: set[int]) -> None:
+    for thread_id in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(thread_id), cpus)
+        except ProcessLookupError:  # the thread has ended since it was listed
+            continue
+
+
 def extracted(results: Iterable[list[TrackOutcome | TrackFailure]]) -> list[TrackOutcome]:
     """Every track's outcome from per-task results; a benchmark with a failed track is not a benchmark."""
     outcomes = [result for task in results for result in task]
@@ -232,13 +335,17 @@ def extracted(results: Iterable[list[TrackOutcome | TrackFailure]]) -> list[Trac
     return [outcome for outcome in outcomes if isinstance(outcome, TrackOutcome)]
 
 
-def warm_up(config: FeatureConfig) -> None:
-    """Import librosa and build the mel filter bank in a worker before timing: a once-per-worker cost."""
-    log_mel(np.zeros(config.n_fft, np.float32), config)
+def warm_up(track: SourceTrack, config: FeatureConfig, scratch_store: str) -> None:
+    """Extract one track into a scratch store before timing: imports, the mel filter bank, Zarr's codecs and
+    event loop are a once-per-worker cost."""
+    extracted([extract_tracks([track], scratch_store, config, MIN_SECONDS)])
 
 
-def _warm_up_then_wait(config: FeatureConfig, everyone_warm: threading.Barrier) -> None:
-    warm_up(config)
+def _warm_up_then_wait(
+    track: SourceTrack, config: FeatureConfig, scratch_store: str, everyone_warm: threading.Barrier
+) -> None:
+    use_worker_malloc_settings()
+    warm_up(track, config, scratch_store)
     everyone_warm.wait()
 
 
@@ -322,27 +429,28 @@ class Results:
         return round(stage.audio_seconds_per_second / (self.single.audio_seconds_per_second * stage.workers), 3)
 
 
-def run_stages(tracks: list[SourceTrack], config: FeatureConfig, workers: int, scratch: Path) -> Results:
+def run_stages(tracks: list[SourceTrack], config: FeatureConfig, workers: int, repeats: int, scratch: Path) -> Results:
     stores = {name: str(scratch / f"{name}.zarr") for name in ("single", "dask", "pool", "trap")}
     client_rss: list[float] = []
-    librosa_stage, reference = librosa_baseline("1 librosa, one thread", tracks, config, blas_threads=1)
-    librosa_all_cores, _ = librosa_baseline("1b librosa, as installed", tracks, config, blas_threads=None)
-    single = genreflow_in_process(tracks, config, stores["single"])
+    librosa_stage, single, reference = one_core_stages(tracks, config, stores["single"], scratch, workers, repeats)
+    with on_one_core():
+        logmel_ratio = logmel_speedup(tracks, config)
+    librosa_all_cores = librosa_as_installed(tracks, config)
     fixed_client = partial(dask_client, None, workers)
     dask_stage, peak_kib = genreflow_on_dask(
-        "3 genreflow, Dask", fixed_client, tracks, config, stores["dask"], workers, client_rss
+        "3 genreflow, Dask", fixed_client, tracks, config, stores["dask"], workers, client_rss, repeats
     )
-    pool_stage = genreflow_on_process_pool(tracks, config, stores["pool"], workers)
+    pool_stage = genreflow_on_process_pool(tracks, config, stores["pool"], workers, repeats)
     trap_client = partial(dask_default_environment_client, workers)
     trap_stage, _ = genreflow_on_dask(
-        "5 Dask default env (trap)", trap_client, tracks, config, stores["trap"], workers, []
+        "5 Dask default env (trap)", trap_client, tracks, config, stores["trap"], workers, [], repeats=1
     )
     stored = FeatureStore.open(stores["dask"])
     return Results(
         librosa_stage, librosa_all_cores, single, dask_stage, pool_stage, trap_stage, peak_kib, client_rss,
         bytes_per_track=stored.bytes_on_disk() / max(1, len(stored.tracks())),
         max_difference_db=max_difference_db(stores["dask"], tracks, reference),
-        logmel_speedup=logmel_speedup(tracks, config),
+        logmel_speedup=logmel_ratio,
     )
 
 
@@ -374,12 +482,13 @@ def summary(results: Results) -> dict[str, float | int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    use_worker_malloc_settings()
     config = FeatureConfig()
     tracks = bench_tracks(args)
     warm_page_cache(tracks)
     Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work_dir) as scratch:
-        results = run_stages(tracks, config, args.workers, Path(scratch))
+        results = run_stages(tracks, config, args.workers, args.repeats, Path(scratch))
     stages = [results.librosa, results.librosa_all_cores, results.single, results.dask, results.pool, results.trap]
     print_table(stages, results.librosa)
     print(json.dumps(summary(results)))

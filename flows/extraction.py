@@ -19,7 +19,9 @@ from storage.store import FeatureStore
 from tasks.collection import Collection, SourceTrack
 from tasks.extract import TrackOutcome, dask_client, extract_batch, plan_extraction
 
-TRACKS_PER_BATCH = 16
+# One Prefect task per batch: retried as a unit, one progress step, one Dask client connection each; its
+# tracks go to the workers as tasks of up to MAX_TRACKS_PER_TASK (tasks/extract.py).
+TRACKS_PER_BATCH = 64
 
 
 @task(name="plan-extraction", cache_policy=NO_CACHE)

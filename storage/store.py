@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +311,12 @@ class FeatureStore:
 
 
 def _open_root(location: str, mode: str, storage_options: dict[str, Any] | None) -> zarr.AsyncGroup:
-    return sync(zarr.api.asynchronous.open_group(store=location, mode=mode, storage_options=storage_options))
+    """The store's root group; a writer that loses the race to create a new store opens the winner's."""
+    opening = partial(zarr.api.asynchronous.open_group, store=location, mode=mode, storage_options=storage_options)
+    try:
+        return sync(opening())
+    except zarr.errors.ContainsGroupError:
+        return sync(opening())
 
 
 def _new_batch_name() -> str:

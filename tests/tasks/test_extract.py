@@ -18,14 +18,17 @@ import soundfile as sf
 from genreflow.config import FeatureConfig
 from storage.store import FeatureStore
 from tasks.audio import load_audio
-from tasks.collection import Collection, scan_collection
+from tasks.collection import Collection, SourceTrack, scan_collection
 from tasks.extract import (
+    MAX_TRACKS_PER_TASK,
+    MIN_TASKS_PER_WORKER,
     ExtractionError,
     TrackOutcome,
     dask_client,
     default_worker_count,
     extract_batch,
     plan_extraction,
+    task_groups,
 )
 from tasks.logmel import log_mel
 from tasks.synthetic import write_synthetic_collection
@@ -197,3 +200,16 @@ def test_dask_client_joins_a_running_scheduler(client):
 
 def test_a_local_cluster_is_sized_to_the_cores_by_default():
     assert default_worker_count() == len(os.sched_getaffinity(0)) >= 1
+
+
+@pytest.mark.parametrize(("tracks", "threads"), [(70, 2), (1002, 2), (16, 2), (5, 2), (9, 4), (70, 1), (0, 2)])
+def test_tasks_share_the_tracks_evenly_between_the_workers(tracks: int, threads: int):
+    batch = [SourceTrack(f"g/{index}.wav", "g", f"/music/g/{index}.wav") for index in range(tracks)]
+
+    groups = task_groups(batch, threads)
+
+    assert [track for group in groups for track in group] == batch  # every track once, in order
+    sizes = {len(group) for group in groups}
+    assert not sizes or (max(sizes) - min(sizes) <= 1 and max(sizes) <= MAX_TRACKS_PER_TASK and min(sizes) >= 1)
+    if tracks >= threads * MIN_TASKS_PER_WORKER:
+        assert len(groups) % threads == 0 and len(groups) >= threads * MIN_TASKS_PER_WORKER
