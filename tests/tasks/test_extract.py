@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import tasks.extract
 from genreflow.config import FeatureConfig
+from storage.schema import BATCHES_GROUP
 from storage.store import FeatureStore
 from tasks.audio import load_audio
 from tasks.collection import Collection, SourceTrack, scan_collection
@@ -27,6 +29,7 @@ from tasks.extract import (
     dask_client,
     default_worker_count,
     extract_batch,
+    extract_tracks,
     plan_extraction,
     task_groups,
 )
@@ -81,6 +84,23 @@ def test_good_tracks_are_stored_and_bad_ones_quarantined(client, collection_dir:
     assert {(record.track_id, record.reason.split(" ")[0]) for record in store.quarantined()} == {
         ("ambient/notes.wav", "not"), ("ambient/quiet.wav", "silent:")
     }
+
+
+def test_a_task_writes_its_tracks_as_one_batch_unless_they_outgrow_the_write_buffer(
+    collection_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    good = [track for track in scan_collection(collection_dir).tracks if track.genre != "ambient"][:3]
+
+    one_batch = extract_tracks(good, str(tmp_path / "one.zarr"), CONFIG, MIN_SECONDS)
+    monkeypatch.setattr(tasks.extract, "WRITE_BUFFER_BYTES", 1)  # every track outgrows it: written at once
+    three_batches = extract_tracks(good, str(tmp_path / "three.zarr"), CONFIG, MIN_SECONDS)
+
+    for results, location, batches in ((one_batch, "one.zarr", 1), (three_batches, "three.zarr", 3)):
+        assert [(result.track_id, result.status) for result in results] == [(track.track_id, "extracted") for track in good]
+        assert len(list((tmp_path / location / BATCHES_GROUP).iterdir())) - 1 == batches  # and the group's zarr.json
+        assert [record.track_id for record in FeatureStore.open(str(tmp_path / location)).tracks()] == sorted(
+            track.track_id for track in good
+        )
 
 
 def test_stored_features_and_records_are_those_of_the_file(client, collection_dir: Path, tmp_path: Path):
