@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -88,6 +87,10 @@ class StoreIndex:
                 complete[record.track_id] = StoredTrack(record, batch, row)
         return cls(complete, started - complete.keys(), superseded)
 
+    def records(self) -> list[TrackRecord]:
+        """The complete tracks' records, sorted by track id."""
+        return [self.complete[track_id].record for track_id in sorted(self.complete)]
+
 
 class FeatureStore:
     """A handle on one store: its header is checked once, on open.
@@ -102,8 +105,7 @@ class FeatureStore:
         self._root = zarr.Group(root)
         self.feature_config = feature_config
         self.location = location
-        self._index: StoreIndex | None = None
-        self._index_lock = threading.Lock()
+        self._index: StoreIndex | None = None  # replaced whole, never changed in place: safe across threads
         self._batches: zarr.AsyncGroup | None = None
 
     # ---- opening -------------------------------------------------------------------------------
@@ -176,8 +178,7 @@ class FeatureStore:
     # ---- reading -------------------------------------------------------------------------------
     def tracks(self) -> list[TrackRecord]:
         """Every complete track (its newest copy), sorted by track id; partial writes are not listed."""
-        complete = self._fresh_index().complete
-        return [complete[track_id].record for track_id in sorted(complete)]
+        return self._fresh_index().records()
 
     def track(self, track_id: str) -> TrackRecord | None:
         """The complete record of one track, or None if it is absent or incomplete."""
@@ -223,7 +224,7 @@ class FeatureStore:
     def info(self) -> dict[str, Any]:
         """The summary `genreflow store info` prints."""
         index = self._fresh_index()
-        records = [index.complete[track_id].record for track_id in sorted(index.complete)]
+        records = index.records()
         return {
             "location": self.location,
             "schema_version": SCHEMA_VERSION,
@@ -275,16 +276,13 @@ class FeatureStore:
         batches = []
         if BATCHES_GROUP in self._root:
             batches = [array for _, array in sorted(self._root[BATCHES_GROUP].arrays())]
-        index = StoreIndex.of(batches)
-        with self._index_lock:
-            self._index = index
-        return index
+        self._index = StoreIndex.of(batches)
+        return self._index
 
     def _stored(self, track_id: str) -> StoredTrack | None:
         """A complete track's location, from the kept index, or from a fresh one if it is not there."""
         _split_track_id(track_id)
-        with self._index_lock:
-            index = self._index
+        index = self._index
         if index is None or track_id not in index.complete:
             index = self._fresh_index()
         return index.complete.get(track_id)

@@ -311,7 +311,7 @@ def extract_batch(
 def task_groups(batch: list[SourceTrack], threads: int) -> list[list[SourceTrack]]:
     """`batch` cut into Dask tasks of up to MAX_TRACKS_PER_TASK tracks, at least MIN_TASKS_PER_WORKER per
     thread, their number a multiple of `threads` where there are tracks enough, their sizes within one of
-    each other: so every worker gets the same share (70 tracks on 2 workers: 10 tasks of 7, not 9 of 8)."""
+    each other: so every worker gets the same share (70 tracks on 2 workers: 8 tasks of 8 or 9)."""
     threads = max(1, threads)
     wanted = max(math.ceil(len(batch) / MAX_TRACKS_PER_TASK), threads * MIN_TASKS_PER_WORKER)
     count = min(len(batch), math.ceil(wanted / threads) * threads)

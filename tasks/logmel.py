@@ -66,8 +66,8 @@ def log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 
 def n_frames(n_samples: int, config: FeatureConfig) -> int:
-    """How many centred frames librosa makes from `n_samples` samples."""
-    return 1 + n_samples // config.hop_length
+    """How many centred frames librosa makes from `n_samples` samples (n_fft // 2 zeros padded each side)."""
+    return 1 + (n_samples + 2 * (config.n_fft // 2) - config.n_fft) // config.hop_length
 
 
 def mel_power(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -76,7 +76,7 @@ def mel_power(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
         raise ValueError(f"log-mel needs non-empty mono audio, got shape {audio.shape}")
     audio = np.asarray(audio, dtype=np.float32)
     n_fft, hop = config.n_fft, config.hop_length
-    total = 1 + (audio.size + 2 * (n_fft // 2) - n_fft) // hop  # frames of the centred, padded signal
+    total = n_frames(audio.size, config)
     window = _window(n_fft)
     groups = _mel_groups(config.sample_rate, n_fft, config.n_mels, config.fmin, config.fmax)
     power = np.empty((total, config.n_mels), dtype=np.float32)
