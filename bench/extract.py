@@ -12,6 +12,9 @@ Stages, each over every track:
   4. the same work on a plain `ProcessPoolExecutor`, as a reference for Dask's own overhead;
   5. Dask with its default worker environment (`MALLOC_TRIM_THRESHOLD_=65536`): the trap. Last, because
      Dask's nanny also sets that variable in this process, where later children would inherit it.
+Beside them, the machine itself: a loop of pure-Python arithmetic (no memory traffic, no library) timed in one
+process and in one process per worker at once, alternately, and compared by dask_efficiency's own rule (fastest
+alone against fastest all at once): machine_efficiency, what that rule gives here for work that shares nothing.
 
 Wall times depend on what else the machine runs; CPU seconds per track and minor page faults per track
 (stages 1, 1b, 2, 3, 5, in the table) hardly do, and show the trap even on a busy machine.
@@ -22,7 +25,7 @@ Every stage is warmed up before it is timed (imports, filter banks, Zarr, worker
 cost. Stages 1-4 run --repeats times (default 3) and each reports its fastest run; stage 5 runs once.
 Prints a table, then last one JSON line: speedup_vs_librosa (2 vs 1), speedup_vs_librosa_all_cores (2 vs
 1b), dask_efficiency (3 vs 2, per core), audio_seconds_per_second (3), bytes_per_track, peak_rss_mb (largest
-worker), client memory growth.
+worker), client memory growth, machine_efficiency.
 
     python bench/extract.py --data ../shared/data/gtzan-mini
     python bench/extract.py --synthetic 1000
@@ -74,6 +77,7 @@ COMPARED_TRACKS = 3  # tracks whose librosa result is kept to check the stored f
 LOGMEL_TRACKS = 20  # decoded tracks on which the two log-mel implementations alone are timed
 LOGMEL_REPEATS = 3  # best of: the log-mel alone takes milliseconds, so one pass is noisy
 M_TOP_PAD = -2  # glibc's mallopt parameter that MALLOC_TOP_PAD_ sets
+CPU_LOOP_STEPS = 4_000_000  # about half a second of pure-Python additions on one core here
 
 
 @dataclass
@@ -201,12 +205,13 @@ def logmel_speedup(tracks: list[SourceTrack], config: FeatureConfig) -> float:
 def best_time(work: Callable[[], object]) -> float:
     """The shortest of LOGMEL_REPEATS timed runs of `work`, after one untimed run."""
     work()
-    timings = []
-    for _ in range(LOGMEL_REPEATS):
-        started = time.perf_counter()
-        work()
-        timings.append(time.perf_counter() - started)
-    return min(timings)
+    return min(_seconds(work) for _ in range(LOGMEL_REPEATS))
+
+
+def _seconds(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 def genreflow_on_dask(
@@ -248,6 +253,30 @@ def genreflow_on_process_pool(
             outcomes = extracted(pool.map(work, task_groups(tracks, workers)))
             runs.append(_stage("4 genreflow, process pool", workers, outcomes, time.perf_counter() - started))
     return fastest(runs)
+
+
+def machine_efficiency(workers: int, repeats: int) -> float:
+    """This machine's own parallel efficiency: the CPU-only loop's fastest time alone over its fastest time with
+    one copy per worker running at once, alternately (1.0: the cores add up)."""
+    context = multiprocessing.get_context("spawn")
+    everyone_started = context.Barrier(workers + 1)
+    alone, together = [], []
+    with ProcessPoolExecutor(workers, context, everyone_started.wait) as pool:
+        for _ in range(workers):
+            pool.submit(abs, 0)  # the pool starts one process per task waiting
+        everyone_started.wait()  # none is still importing when the timing starts
+        for _ in range(repeats):
+            alone.append(_seconds(lambda: pool.submit(cpu_only_loop).result()))
+            together.append(_seconds(lambda: list(pool.map(cpu_only_loop, [CPU_LOOP_STEPS] * workers))))
+    return round(min(alone) / min(together), 3)
+
+
+def cpu_only_loop(steps: int = CPU_LOOP_STEPS) -> int:
+    """Pure-Python additions: no memory traffic and no library, so two copies share nothing but the machine."""
+    total = 0
+    for step in range(steps):
+        total += step
+    return total
 
 
 def repeat_store(store: str, repeat: int) -> str:
@@ -423,6 +452,7 @@ class Results:
     bytes_per_track: float
     max_difference_db: float
     logmel_speedup: float
+    machine_efficiency: float
 
     def efficiency(self, stage: Stage) -> float:
         """Throughput per worker relative to one worker in process (1.0 = perfect scaling)."""
@@ -441,6 +471,7 @@ def run_stages(tracks: list[SourceTrack], config: FeatureConfig, workers: int, r
         "3 genreflow, Dask", fixed_client, tracks, config, stores["dask"], workers, client_rss, repeats
     )
     pool_stage = genreflow_on_process_pool(tracks, config, stores["pool"], workers, repeats)
+    machine = machine_efficiency(workers, repeats)
     trap_client = partial(dask_default_environment_client, workers)
     trap_stage, _ = genreflow_on_dask(
         "5 Dask default env (trap)", trap_client, tracks, config, stores["trap"], workers, [], repeats=1
@@ -451,6 +482,7 @@ def run_stages(tracks: list[SourceTrack], config: FeatureConfig, workers: int, r
         bytes_per_track=stored.bytes_on_disk() / max(1, len(stored.tracks())),
         max_difference_db=max_difference_db(stores["dask"], tracks, reference),
         logmel_speedup=logmel_ratio,
+        machine_efficiency=machine,
     )
 
 
@@ -468,6 +500,7 @@ def summary(results: Results) -> dict[str, float | int]:
         ),
         "logmel_speedup_vs_librosa": round(results.logmel_speedup, 3),
         "dask_efficiency": results.efficiency(dask),
+        "machine_efficiency": results.machine_efficiency,
         "audio_seconds_per_second": round(dask.audio_seconds_per_second, 1),
         "bytes_per_track": round(results.bytes_per_track),
         "peak_rss_mb": round(results.worker_peak_kib / 1024, 1),
@@ -491,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
         results = run_stages(tracks, config, args.workers, args.repeats, Path(scratch))
     stages = [results.librosa, results.librosa_all_cores, results.single, results.dask, results.pool, results.trap]
     print_table(stages, results.librosa)
+    print(f"machine: a CPU-only loop in {args.workers} processes at once ran at {results.machine_efficiency:.2f} "
+          f"of {args.workers} times its speed alone (fastest of {args.repeats} each, as for dask_efficiency)")
     print(json.dumps(summary(results)))
     return 0
 
