@@ -22,7 +22,9 @@ Wall times depend on what else the machine runs; CPU seconds per track and minor
 Beside the stages, the log-mel alone (already decoded audio, one thread, no store) is timed against librosa's
 `melspectrogram` + `power_to_db` on the first LOGMEL_TRACKS tracks: logmel_speedup_vs_librosa.
 Every stage is warmed up before it is timed (imports, filter banks, Zarr, worker start): a once-per-process
-cost. Stages 1-4 run --repeats times (default 3) and each reports its fastest run; stage 5 runs once.
+cost. Stages 1-4 and the machine loop run --repeats times (default 3), all of them one after another in each
+repeat, with the Dask cluster and the process pool started once and kept: so each repeat's stages meet the
+same minute of the machine. Each reports its fastest run; stage 5 runs once.
 Prints a table, then last one JSON line: speedup_vs_librosa (2 vs 1), speedup_vs_librosa_all_cores (2 vs
 1b), dask_efficiency (3 vs 2, per core), audio_seconds_per_second (3), bytes_per_track, peak_rss_mb (largest
 worker), client memory growth, machine_efficiency.
@@ -47,7 +49,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -73,7 +75,7 @@ from tasks.logmel import log_mel
 from tasks.synthetic import GENRES, write_synthetic_collection
 
 MIN_SECONDS = max(DEFAULT_CLIP_SECONDS)
-COMPARED_TRACKS = 3  # tracks whose librosa result is kept to check the stored features against
+COMPARED_TRACKS = 3  # tracks whose stored features are checked against librosa's
 LOGMEL_TRACKS = 20  # decoded tracks on which the two log-mel implementations alone are timed
 LOGMEL_REPEATS = 3  # best of: the log-mel alone takes milliseconds, so one pass is noisy
 M_TOP_PAD = -2  # glibc's mallopt parameter that MALLOC_TOP_PAD_ sets
@@ -134,30 +136,17 @@ def librosa_as_installed(tracks: list[SourceTrack], config: FeatureConfig) -> St
     return meter.stage("1b librosa, as installed", 1, len(tracks), audio_seconds)
 
 
-def one_core_stages(
-    tracks: list[SourceTrack], config: FeatureConfig, store: str, scratch: Path, workers: int, repeats: int
-) -> tuple[Stage, Stage, list[np.ndarray]]:
-    """Stages 1 and 2 on one CPU, interleaved: librosa on one task group of tracks, then genreflow on the same;
-    the fastest of `repeats` passes of each.
+def one_core_pass(
+    tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int
+) -> tuple[Stage, Stage]:
+    """Stages 1 and 2 on one CPU, interleaved: librosa on one task group of tracks, then genreflow on the same.
 
     This machine's speed drifts by tens of percent from minute to minute; interleaved, both sides meet the
-    same drift, and their ratio does not. Also returns the first tracks' librosa log-mels (frames, n_mels)
-    for the accuracy check.
+    same drift, and their ratio does not.
     """
-    librosa_log_mel(tracks[0].path, config)  # warm up both: imports, caches, Zarr's first write
-    warm_up(tracks[0], config, str(scratch / "warm-up.zarr"))
-    passes = [_one_core_pass(tracks, config, repeat_store(store, repeat), workers) for repeat in range(repeats)]
-    librosa_stage = fastest([librosa for librosa, _, _ in passes])
-    return librosa_stage, fastest([genreflow for _, genreflow, _ in passes]), passes[0][2]
-
-
-def _one_core_pass(
-    tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int
-) -> tuple[Stage, Stage, list[np.ndarray]]:
     from threadpoolctl import threadpool_limits
 
     librosa_meter, genreflow_meter = Meter(), Meter()
-    kept: list[np.ndarray] = []
     outcomes: list[TrackOutcome] = []
     audio_seconds = 0.0
     with on_one_core(), threadpool_limits(limits=1):
@@ -167,9 +156,8 @@ def _one_core_pass(
             with genreflow_meter:
                 outcomes += extracted([extract_tracks(group, store, config, MIN_SECONDS)])
             audio_seconds += sum(seconds for _, seconds in results)
-            kept += [decibels.T for decibels, _ in results][: COMPARED_TRACKS - len(kept)]
     librosa_stage = librosa_meter.stage("1 librosa, one thread", 1, len(tracks), audio_seconds)
-    return librosa_stage, _stage("2 genreflow, one worker", 1, outcomes, genreflow_meter.wall, genreflow_meter.used), kept
+    return librosa_stage, _stage("2 genreflow, one worker", 1, outcomes, genreflow_meter.wall, genreflow_meter.used)
 
 
 def librosa_log_mel(path: str, config: FeatureConfig) -> tuple[np.ndarray, float]:
@@ -214,61 +202,48 @@ def _seconds(work: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def genreflow_on_dask(
-    name: str, open_client: Callable[[], AbstractContextManager[Client]], tracks: list[SourceTrack], config: FeatureConfig,
-    store: str, workers: int, client_rss: list[float], repeats: int,
-) -> tuple[Stage, int]:
-    """Stages 3 and 5, the fastest of `repeats` runs (startup not timed); returns the largest worker peak RSS
-    and samples the client's RSS."""
-    with open_client() as client:
-        client.run(warm_up, tracks[0], config, f"{store}.warm-up")
-        runs = []
-        for repeat in range(repeats):
-            usage_before, started = client.run(usage), time.perf_counter()
-            outcomes = extract_batch(
-                tracks, repeat_store(store, repeat), config, MIN_SECONDS, client, on_outcome=_rss_sampler(client_rss)
-            )
-            wall = time.perf_counter() - started
-            runs.append(_stage(name, workers, outcomes, wall, _difference(client.run(usage).values(), usage_before.values())))
-        peak_kib = max(client.run(_peak_rss_kib).values())
-    return fastest(runs), peak_kib
-
-
-def genreflow_on_process_pool(
-    tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int, repeats: int
+def dask_pass(
+    name: str, client: Client, tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int,
+    client_rss: list[float],
 ) -> Stage:
+    """One run of stage 3 or 5 on warm workers; samples the client's RSS as outcomes land."""
+    usage_before, started = client.run(usage), time.perf_counter()
+    outcomes = extract_batch(tracks, store, config, MIN_SECONDS, client, on_outcome=_rss_sampler(client_rss))
+    wall = time.perf_counter() - started
+    return _stage(name, workers, outcomes, wall, _difference(client.run(usage).values(), usage_before.values()))
+
+
+@contextmanager
+def warm_process_pool(
+    track: SourceTrack, config: FeatureConfig, scratch_store: str, workers: int
+) -> Iterator[ProcessPoolExecutor]:
+    """A spawned pool of `workers` processes, each with the Dask workers' malloc settings and one track
+    extracted, all started before this returns."""
     context = multiprocessing.get_context("spawn")
     everyone_warm = context.Barrier(workers + 1)
-    warm_up_arguments = (tracks[0], config, f"{store}.warm-up", everyone_warm)
-    runs = []
+    warm_up_arguments = (track, config, scratch_store, everyone_warm)
     with ProcessPoolExecutor(workers, context, _warm_up_then_wait, warm_up_arguments) as pool:
         for _ in range(workers):
             pool.submit(abs, 0)  # the pool starts one process per task waiting
         everyone_warm.wait()
-        for repeat in range(repeats):
-            location = repeat_store(store, repeat)
-            FeatureStore.create_or_open(location, config)
-            work = partial(extract_tracks, store_location=location, feature_config=config, min_seconds=MIN_SECONDS)
-            started = time.perf_counter()
-            outcomes = extracted(pool.map(work, task_groups(tracks, workers)))
-            runs.append(_stage("4 genreflow, process pool", workers, outcomes, time.perf_counter() - started))
-    return fastest(runs)
+        yield pool
 
 
-def machine_efficiency(workers: int, repeats: int) -> float:
-    """This machine's own parallel efficiency: the CPU-only loop's fastest time alone over its fastest time with
-    one copy per worker running at once, alternately (1.0: the cores add up)."""
-    context = multiprocessing.get_context("spawn")
-    everyone_started = context.Barrier(workers + 1)
-    alone, together = [], []
-    with ProcessPoolExecutor(workers, context, everyone_started.wait) as pool:
-        for _ in range(workers):
-            pool.submit(abs, 0)  # the pool starts one process per task waiting
-        everyone_started.wait()  # none is still importing when the timing starts
-        for _ in range(repeats):
-            alone.append(_seconds(lambda: pool.submit(cpu_only_loop).result()))
-            together.append(_seconds(lambda: list(pool.map(cpu_only_loop, [CPU_LOOP_STEPS] * workers))))
-    return round(min(alone) / min(together), 3)
+def pool_pass(
+    pool: ProcessPoolExecutor, tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int
+) -> Stage:
+    """One run of stage 4: the task groups Dask would get, mapped over the pool."""
+    FeatureStore.create_or_open(store, config)
+    work = partial(extract_tracks, store_location=store, feature_config=config, min_seconds=MIN_SECONDS)
+    started = time.perf_counter()
+    outcomes = extracted(pool.map(work, task_groups(tracks, workers)))
+    return _stage("4 genreflow, process pool", workers, outcomes, time.perf_counter() - started)
+
+
+def machine_pass(pool: ProcessPoolExecutor, workers: int) -> tuple[float, float]:
+    """Seconds of the CPU-only loop in one of the pool's processes alone, then in all of them at once."""
+    alone = _seconds(lambda: pool.submit(cpu_only_loop).result())
+    return alone, _seconds(lambda: list(pool.map(cpu_only_loop, [CPU_LOOP_STEPS] * workers)))
 
 
 def cpu_only_loop(steps: int = CPU_LOOP_STEPS) -> int:
@@ -406,11 +381,12 @@ def _rss_sampler(samples: list[float]) -> Callable[[TrackOutcome], None]:
     return lambda _outcome: samples.append(process.memory_info().rss / 2**20)
 
 
-def max_difference_db(store: str, tracks: list[SourceTrack], reference: list[np.ndarray]) -> float:
-    """Largest |stored - librosa| in dB over the kept tracks (the store holds float16)."""
+def max_difference_db(store: str, tracks: list[SourceTrack], config: FeatureConfig) -> float:
+    """Largest |stored - librosa| in dB over the first COMPARED_TRACKS tracks (the store holds float16)."""
     features = FeatureStore.open(store)
     return max(
-        float(np.max(np.abs(features.read(track.track_id) - expected))) for track, expected in zip(tracks, reference)
+        float(np.max(np.abs(features.read(track.track_id) - librosa_log_mel(track.path, config)[0].T)))
+        for track in tracks[:COMPARED_TRACKS]
     )
 
 
@@ -438,6 +414,19 @@ def print_table(stages: list[Stage], baseline: Stage) -> None:
 
 
 @dataclass
+class Repeat:
+    """One repeat's timings of stages 1-4 and of the machine loop, taken back to back."""
+
+    librosa: Stage
+    single: Stage
+    dask: Stage
+    pool: Stage
+    loop_alone: float
+    loop_together: float
+    client_rss: list[float]  # MB, sampled as stage 3's outcomes landed
+
+
+@dataclass
 class Results:
     """Every stage, plus what was measured beside the timings."""
 
@@ -448,7 +437,7 @@ class Results:
     pool: Stage
     trap: Stage
     worker_peak_kib: int
-    client_rss_mb: list[float]
+    client_rss_mb: list[float]  # the last repeat's samples: by then nothing is loaded for the first time
     bytes_per_track: float
     max_difference_db: float
     logmel_speedup: float
@@ -461,29 +450,48 @@ class Results:
 
 def run_stages(tracks: list[SourceTrack], config: FeatureConfig, workers: int, repeats: int, scratch: Path) -> Results:
     stores = {name: str(scratch / f"{name}.zarr") for name in ("single", "dask", "pool", "trap")}
-    client_rss: list[float] = []
-    librosa_stage, single, reference = one_core_stages(tracks, config, stores["single"], scratch, workers, repeats)
     with on_one_core():
         logmel_ratio = logmel_speedup(tracks, config)
     librosa_all_cores = librosa_as_installed(tracks, config)
-    fixed_client = partial(dask_client, None, workers)
-    dask_stage, peak_kib = genreflow_on_dask(
-        "3 genreflow, Dask", fixed_client, tracks, config, stores["dask"], workers, client_rss, repeats
-    )
-    pool_stage = genreflow_on_process_pool(tracks, config, stores["pool"], workers, repeats)
-    machine = machine_efficiency(workers, repeats)
-    trap_client = partial(dask_default_environment_client, workers)
-    trap_stage, _ = genreflow_on_dask(
-        "5 Dask default env (trap)", trap_client, tracks, config, stores["trap"], workers, [], repeats=1
-    )
+    librosa_log_mel(tracks[0].path, config)  # warm up stages 1 and 2: imports, caches, Zarr's first write
+    warm_up(tracks[0], config, str(scratch / "warm-up.zarr"))
+    pool_warm_up = f"{stores['pool']}.warm-up"
+    with dask_client(None, workers) as client, warm_process_pool(tracks[0], config, pool_warm_up, workers) as pool:
+        client.run(warm_up, tracks[0], config, f"{stores['dask']}.warm-up")
+        runs = [timed_repeat(tracks, config, stores, repeat, workers, client, pool) for repeat in range(repeats)]
+        peak_kib = max(client.run(_peak_rss_kib).values())
+    trap_stage = trap_pass(tracks, config, stores["trap"], workers)
     stored = FeatureStore.open(stores["dask"])
     return Results(
-        librosa_stage, librosa_all_cores, single, dask_stage, pool_stage, trap_stage, peak_kib, client_rss,
+        fastest([run.librosa for run in runs]), librosa_all_cores, fastest([run.single for run in runs]),
+        fastest([run.dask for run in runs]), fastest([run.pool for run in runs]), trap_stage, peak_kib,
+        runs[-1].client_rss,
         bytes_per_track=stored.bytes_on_disk() / max(1, len(stored.tracks())),
-        max_difference_db=max_difference_db(stores["dask"], tracks, reference),
+        max_difference_db=max_difference_db(stores["dask"], tracks, config),
         logmel_speedup=logmel_ratio,
-        machine_efficiency=machine,
+        machine_efficiency=round(min(run.loop_alone for run in runs) / min(run.loop_together for run in runs), 3),
     )
+
+
+def timed_repeat(
+    tracks: list[SourceTrack], config: FeatureConfig, stores: dict[str, str], repeat: int, workers: int,
+    client: Client, pool: ProcessPoolExecutor,
+) -> Repeat:
+    """Stages 1 and 2 (interleaved), 3, 4 and the machine loop, back to back, each into a fresh store."""
+    librosa_stage, single = one_core_pass(tracks, config, repeat_store(stores["single"], repeat), workers)
+    client_rss: list[float] = []
+    dask_stage = dask_pass(
+        "3 genreflow, Dask", client, tracks, config, repeat_store(stores["dask"], repeat), workers, client_rss
+    )
+    pool_stage = pool_pass(pool, tracks, config, repeat_store(stores["pool"], repeat), workers)
+    return Repeat(librosa_stage, single, dask_stage, pool_stage, *machine_pass(pool, workers), client_rss)
+
+
+def trap_pass(tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int) -> Stage:
+    """Stage 5, once, on a cluster with Dask's default worker environment."""
+    with dask_default_environment_client(workers) as client:
+        client.run(warm_up, tracks[0], config, f"{store}.warm-up")
+        return dask_pass("5 Dask default env (trap)", client, tracks, config, store, workers, [])
 
 
 def summary(results: Results) -> dict[str, float | int]:
