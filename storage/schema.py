@@ -15,7 +15,9 @@ missing (its `track_ids` are what `FeatureStore.incomplete_track_ids()` lists, s
 redoes them). Row r holds the track of record r in its first `n_frames` frames; the frames after them
 (a row is as long as the batch's longest track) are never written and never read. Batch names start with
 the time they were written, so they sort oldest first: when a changed file is extracted again its newer
-copy wins, and the older row stays on disk (`store info` counts such superseded copies).
+copy wins, and the older row stays on disk (`store info` counts such superseded copies). A batch none of whose
+rows is a newest copy, or one left incomplete, is dead: `FeatureStore.compact` deletes dead batches once they
+have been dead for a minimum age (a batch is deleted whole; one that still holds a newest copy stays).
 
 Why batches, not one array per track: Zarr's cost per array (creating it, its metadata, the event-loop
 round trips) was 14 ms of CPU per track here, more than the log-mel itself; one array per extraction task

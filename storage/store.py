@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -63,12 +63,24 @@ class StoredTrack:
 
 
 @dataclass(frozen=True)
+class DeadBatch:
+    """A batch array that no reader with a current index needs: every row superseded, or never completed."""
+
+    name: str
+    reason: Literal["superseded", "incomplete"]
+    # Since when nothing new needs it, ns since the epoch: for a superseded batch, when the newest of the copies
+    # that replaced its rows was written; for an incomplete one, when it was created.
+    dead_since_ns: int
+
+
+@dataclass(frozen=True)
 class StoreIndex:
     """What the store's batches hold, read from their attributes alone (no chunk is read)."""
 
     complete: dict[str, StoredTrack]  # track id -> its newest complete copy
     incomplete: set[str]  # tracks of batches that never finished, with no complete copy anywhere
     superseded: int  # older complete copies of tracks that were extracted again
+    dead: tuple[DeadBatch, ...]
 
     @classmethod
     def of(cls, batches: Sequence[zarr.Array]) -> StoreIndex:
@@ -76,20 +88,45 @@ class StoreIndex:
         complete: dict[str, StoredTrack] = {}
         started: set[str] = set()
         superseded = 0
+        dead = []
         for batch in batches:
             attrs = batch.attrs
             if not attrs.get(COMPLETE_FLAG):
                 started.update(attrs.get(TRACK_IDS_KEY, []))
+                dead.append(DeadBatch(batch.basename, "incomplete", _written_ns(batch.basename)))
                 continue
             for row, values in enumerate(attrs[RECORDS_KEY]):
                 record = TrackRecord.from_attrs(values)
                 superseded += record.track_id in complete
                 complete[record.track_id] = StoredTrack(record, batch, row)
-        return cls(complete, started - complete.keys(), superseded)
+        dead += _superseded_batches(batches, complete)
+        return cls(complete, started - complete.keys(), superseded, tuple(dead))
 
     def records(self) -> list[TrackRecord]:
         """The complete tracks' records, sorted by track id."""
         return [self.complete[track_id].record for track_id in sorted(self.complete)]
+
+
+def _superseded_batches(batches: Sequence[zarr.Array], newest: dict[str, StoredTrack]) -> list[DeadBatch]:
+    """Complete batches none of whose rows is its track's newest copy."""
+    dead = []
+    for batch in batches:
+        if not batch.attrs.get(COMPLETE_FLAG):
+            continue
+        holders = [newest[values["track_id"]].batch.basename for values in batch.attrs[RECORDS_KEY]]
+        if batch.basename not in holders:
+            dead.append(DeadBatch(batch.basename, "superseded", max(map(_written_ns, holders))))
+    return dead
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What `FeatureStore.compact` removed (or, in a dry run, would remove), and what it left for later."""
+
+    removed: list[DeadBatch]
+    bytes_freed: int
+    too_young: int  # dead batches left because they died less than the minimum age ago
+    dry_run: bool
 
 
 class FeatureStore:
@@ -129,10 +166,12 @@ class FeatureStore:
         return cls(root, feature_config, location)
 
     @classmethod
-    def open(cls, location: str, storage_options: dict[str, Any] | None = None) -> FeatureStore:
-        """Open an existing store for reading; its own header says how its features were made."""
+    def open(
+        cls, location: str, storage_options: dict[str, Any] | None = None, writable: bool = False
+    ) -> FeatureStore:
+        """Open an existing store, for reading unless `writable`; its own header says how its features were made."""
         try:
-            root = _open_root(location, "r", storage_options)
+            root = _open_root(location, "r+" if writable else "r", storage_options)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as error:
             raise StoreError(f"no genreflow store at {location}") from error
         header = root.attrs.get(HEADER_KEY)
@@ -159,6 +198,25 @@ class FeatureStore:
     def write_track(self, record: TrackRecord, features: np.ndarray) -> None:
         """One track as a batch of its own."""
         self.write_tracks([(record, features)])
+
+    def compact(self, min_age_s: float, dry_run: bool = False) -> Compaction:
+        """Delete batch arrays that died at least `min_age_s` ago: every row superseded by a newer copy, or
+        left incomplete by a writer that stopped. Complete batches with any newest copy stay whole.
+
+        The age protects two others: a writer still filling a young batch, and a reader (a training run)
+        whose index predates the newer copies and still points at the old rows. A compaction killed midway
+        leaves only batches that are still dead, and can be run again.
+        """
+        now = time.time_ns()
+        dead = self._fresh_index().dead
+        due = [batch for batch in dead if now - batch.dead_since_ns >= min_age_s * 1e9]
+        bytes_freed = sync(self._batch_bytes([batch.name for batch in due]))
+        if not dry_run and due:
+            batches = self._root[BATCHES_GROUP]
+            for batch in due:
+                del batches[batch.name]
+            self._index = None
+        return Compaction(due, bytes_freed, len(dead) - len(due), dry_run)
 
     def quarantine(self, record: QuarantineRecord) -> None:
         """Record a file that failed, with its reason; a complete copy of it, if any, is left alone."""
@@ -266,6 +324,10 @@ class FeatureStore:
         ))
         await batch.update_attributes({COMPLETE_FLAG: True, RECORDS_KEY: [record.to_attrs() for record, _ in tracks]})
 
+    async def _batch_bytes(self, names: list[str]) -> int:
+        store = self._root.store
+        return sum(await asyncio.gather(*(store.getsize_prefix(f"{BATCHES_GROUP}/{name}") for name in names)))
+
     async def _batches_group(self) -> zarr.AsyncGroup:
         if self._batches is None:
             self._batches = await self._require_group(BATCHES_GROUP)
@@ -320,6 +382,11 @@ def _open_root(location: str, mode: str, storage_options: dict[str, Any] | None)
 def _new_batch_name() -> str:
     """Sorts by the time it was made (then at random), so the newest copy of a track is the last one listed."""
     return f"{time.time_ns():020d}-{secrets.token_hex(4)}"
+
+
+def _written_ns(batch_name: str) -> int:
+    """When a batch was created, from its name (see `_new_batch_name`)."""
+    return int(batch_name.partition("-")[0])
 
 
 def _check_header(header: dict[str, Any], location: str, expected: FeatureConfig | None) -> None:

@@ -1,4 +1,5 @@
-"""`genreflow extract` (audio to the feature store, on Dask) and `genreflow store info` (what a store holds).
+"""`genreflow extract` (audio to the feature store, on Dask), `genreflow store info` (what a store holds) and
+`genreflow store compact` (delete the batches nothing needs any more).
 
 The same functions the flow calls, without Prefect: scan or write the collection, plan against the store,
 extract on Dask with a progress bar, then a closing summary.
@@ -10,16 +11,18 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from genreflow.config import DEFAULT_CLIP_SECONDS
 
 if TYPE_CHECKING:
+    from storage.store import Compaction
     from tasks.extract import ExtractionPlan, TrackOutcome
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `extract` and `store info`."""
+    """Add `extract`, `store info` and `store compact`."""
     extract = subparsers.add_parser(
         "extract", help="extract log-mel features into the Zarr feature store (Dask)",
         description="Decode every track, compute its log-mel on Dask workers and write it into the store. "
@@ -43,6 +46,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("store", help="store path or fsspec URL")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(handler=show_store_info)
+    compact = store_commands.add_parser(
+        "compact", help="delete superseded and abandoned batches to free space",
+        description="Delete the batch arrays no reader needs: those whose every track was extracted again since, "
+        "and those a stopped extraction left incomplete. Only batches dead for at least --min-age hours go, so "
+        "that a running extraction or a training run that indexed the store earlier is not disturbed.",
+    )
+    compact.add_argument("store", help="store path or fsspec URL")
+    compact.add_argument("--min-age", type=float, default=24.0, metavar="HOURS",
+                         help="leave batches that died less than this long ago (default %(default)g; 0 when "
+                         "nothing else uses the store)")
+    compact.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
+    compact.add_argument("--json", action="store_true", help="print JSON instead of text")
+    compact.set_defaults(handler=compact_store)
 
 
 def run_extract(args: argparse.Namespace) -> int:
@@ -97,6 +113,49 @@ def show_store_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def compact_store(args: argparse.Namespace) -> int:
+    """Run `FeatureStore.compact` and say what went (or would go) and what was left for later."""
+    from storage.schema import StoreError
+    from storage.store import FeatureStore, absolute_location
+
+    if args.min_age < 0:
+        return _fail(f"--min-age must be 0 or more hours, got {args.min_age:g}")
+    try:
+        store = FeatureStore.open(absolute_location(args.store), writable=not args.dry_run)
+        compaction = store.compact(args.min_age * 3600, args.dry_run)
+    except StoreError as error:
+        return _fail(str(error))
+    if args.json:
+        print(json.dumps(_compaction_json(compaction), indent=2))
+    else:
+        print(_describe_compaction(compaction, args.min_age))
+    return 0
+
+
+def _compaction_json(compaction: Compaction) -> dict[str, Any]:
+    return {
+        "removed": [{"batch": batch.name, "reason": batch.reason} for batch in compaction.removed],
+        "bytes_freed": compaction.bytes_freed,
+        "too_young": compaction.too_young,
+        "dry_run": compaction.dry_run,
+    }
+
+
+def _describe_compaction(compaction: Compaction, min_age_hours: float) -> str:
+    verb = "would remove" if compaction.dry_run else "removed"
+    reasons = Counter(batch.reason for batch in compaction.removed)
+    lines = [
+        f"{verb} {len(compaction.removed)} batch array(s) ({reasons['superseded']} superseded, "
+        f"{reasons['incomplete']} incomplete), {compaction.bytes_freed / 2**20:.1f} MiB"
+    ]
+    if compaction.too_young:
+        lines.append(
+            f"left {compaction.too_young} that died less than {min_age_hours:g} h ago "
+            "(run again later, or with --min-age 0 when no extraction or training uses the store)"
+        )
+    return "\n".join(lines)
+
+
 def _describe_plan(plan: ExtractionPlan, location: str) -> str:
     reasons: dict[str, int] = {}
     for reason in plan.reasons.values():
@@ -127,7 +186,7 @@ def _describe_info(info: dict[str, Any]) -> str:
         f"size           {info['bytes_on_disk'] / 2**20:.1f} MiB",
         f"data version   {info['data_version']}",
         f"incomplete     {info['incomplete_tracks']} (an extraction stopped mid-write; the next one redoes them)",
-        f"superseded     {info['superseded_copies']} (older copies of tracks extracted again, still on disk)",
+        f"superseded     {info['superseded_copies']} (older copies of tracks extracted again, still on disk: see store compact)",
         f"quarantined    {len(info['quarantined'])}",
     ]
     lines += [f"  {entry['path']}: {entry['reason']}" for entry in info["quarantined"]]

@@ -1,4 +1,4 @@
-"""`genreflow extract` and `genreflow store info`, run as a user would, on a real cluster and store."""
+"""`genreflow extract`, `genreflow store info` and `store compact`, run as a user would, on a real cluster and store."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genreflow.cli import main
-from storage.schema import BATCHES_GROUP, SCHEMA_VERSION
+from genreflow.config import FeatureConfig
+from storage.schema import BATCHES_GROUP, SCHEMA_VERSION, SourceStamp, TrackRecord
+from storage.store import FeatureStore
 from tasks.extract import dask_client
 from tasks.synthetic import GENRES, write_synthetic_collection
 
@@ -69,6 +72,26 @@ def test_store_info_prints_text_and_json(capsys, scheduler: str, short_tracks: P
     assert info["bytes_on_disk"] > 0
 
 
+def test_store_compact_says_what_it_removes_and_what_it_leaves(capsys, tmp_path: Path):
+    location = str(tmp_path / "store.zarr")
+    store = FeatureStore.create_or_open(location, FeatureConfig(n_mels=8))
+    for content in ("old", "new"):  # the file changed and was extracted again: the first batch is dead
+        record = TrackRecord("rock/a.wav", "rock", 5, 0.1, SourceStamp("/music/rock/a.wav", 1, 1, content))
+        store.write_track(record, np.zeros((5, 8), np.float32))
+
+    assert main(["store", "compact", location]) == 0
+    young = capsys.readouterr().out
+    assert main(["store", "compact", location, "--min-age", "0", "--dry-run", "--json"]) == 0
+    dry_run = json.loads(capsys.readouterr().out)
+    assert main(["store", "compact", location, "--min-age", "0"]) == 0
+    compacted = capsys.readouterr().out
+
+    assert "removed 0 batch array(s)" in young and "left 1 that died less than 24 h ago" in young
+    assert [entry["reason"] for entry in dry_run["removed"]] == ["superseded"] and dry_run["dry_run"] is True
+    assert compacted.startswith("removed 1 batch array(s) (1 superseded, 0 incomplete)")
+    assert FeatureStore.open(location).info()["superseded_copies"] == 0
+
+
 def test_synthetic_data_is_written_beside_the_store_on_a_local_cluster(capsys, tmp_path: Path):
     code, out, _ = extract(capsys, "--store", str(tmp_path / "store.zarr"), "--tracks-per-genre", "1", "--workers", "1")
 
@@ -108,6 +131,8 @@ def test_a_store_that_cannot_be_written_is_an_error_naming_the_tracks(capsys, sc
     [
         (["extract", "--data", "/no/such/folder"], "/no/such/folder does not exist"),
         (["store", "info", "/no/such/store.zarr"], "no genreflow store at /no/such/store.zarr"),
+        (["store", "compact", "/no/such/store.zarr"], "no genreflow store at /no/such/store.zarr"),
+        (["store", "compact", "/no/such/store.zarr", "--min-age", "-1"], "--min-age must be 0 or more hours, got -1"),
     ],
 )
 def test_bad_arguments_fail_with_a_clear_message(capsys, command: list[str], message: str):

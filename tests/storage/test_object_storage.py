@@ -97,3 +97,24 @@ def test_the_s3_store_is_really_in_the_bucket(s3_location: str) -> None:
 def test_opening_a_missing_s3_store_names_the_url(s3_location: str) -> None:
     with pytest.raises(StoreError, match=s3_location):
         FeatureStore.open(s3_location)
+
+
+def test_compacting_a_store_in_the_bucket_deletes_the_superseded_batch_objects(s3_location: str) -> None:
+    import s3fs
+
+    written = fill(s3_location)
+    newer = fake_features(50, seed=3)
+    record = TrackRecord("rock/b.wav", "rock", 50, 50 * CONFIG.hop_length / CONFIG.sample_rate, stamp("rock/b.wav"))
+    store = FeatureStore.open(s3_location, writable=True)
+    store.write_track(record, newer)
+    store.write_track(record, newer + 1.0)  # the batch before is now dead: its one row is superseded
+    before = set(s3fs.S3FileSystem(skip_instance_cache=True).find(s3_location))
+
+    compaction = store.compact(min_age_s=0)
+
+    after = set(s3fs.S3FileSystem(skip_instance_cache=True).find(s3_location))
+    [dead] = compaction.removed
+    assert before - after == {key for key in before if f"/batches/{dead.name}/" in key} and after < before
+    reopened = FeatureStore.open(s3_location)
+    np.testing.assert_allclose(reopened.read("rock/b.wav"), newer + 1.0, atol=0.05)
+    np.testing.assert_allclose(reopened.read("blues/a.wav"), written["blues/a.wav"], atol=0.05)

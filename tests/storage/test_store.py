@@ -211,6 +211,53 @@ def test_a_writer_killed_while_replacing_a_track_loses_nothing(tmp_path: Path):
     assert store.incomplete_track_ids() == []  # a complete copy is there: the plan decides by its stamp
 
 
+# ---- compaction ----------------------------------------------------------------------------------------------
+def store_with_dead_batches(location: str) -> FeatureStore:
+    """A killed writer's batch (first: the writer is killed once any chunk is in the store), then a and b (a
+    later superseded), c (superseded), c again, a again."""
+    run_killed_writer(location)
+    store = FeatureStore.create_or_open(location, FeatureConfig())
+    store.write_tracks([(record("blues/a.wav", 10), features(10, 128)), (record("jazz/b.wav", 11), features(11, 128))])
+    store.write_track(record("rock/c.wav", 12), features(12, 128))
+    store.write_track(record("rock/c.wav", 13, sha256="new"), features(13, 128))
+    store.write_track(record("blues/a.wav", 14, sha256="new"), features(14, 128))
+    return store
+
+
+def test_compact_deletes_only_what_no_reader_needs_and_every_track_reads_as_before(tmp_path: Path):
+    store = store_with_dead_batches(str(tmp_path / "store.zarr"))
+    tracks_before = store.tracks()
+    features_before = {track.track_id: store.read(track.track_id) for track in tracks_before}
+    bytes_before = store.bytes_on_disk()
+    assert (store.info()["superseded_copies"], store.info()["incomplete_tracks"]) == (2, 1)
+
+    compaction = store.compact(min_age_s=0)
+
+    assert sorted(batch.reason for batch in compaction.removed) == ["incomplete", "superseded"]
+    assert compaction.too_young == 0 and not compaction.dry_run
+    assert bytes_before - store.bytes_on_disk() == compaction.bytes_freed > 0
+    reopened = FeatureStore.open(store.location)
+    assert reopened.tracks() == tracks_before
+    for track_id, values in features_before.items():
+        np.testing.assert_array_equal(reopened.read(track_id), values)
+    # a's first copy shares its batch with b, the newest copy of b: that batch stays whole
+    assert (reopened.info()["superseded_copies"], reopened.info()["incomplete_tracks"]) == (1, 0)
+    assert reopened.compact(min_age_s=0).removed == []
+
+
+def test_compact_leaves_young_dead_batches_and_a_dry_run_deletes_nothing(tmp_path: Path):
+    store = store_with_dead_batches(str(tmp_path / "store.zarr"))
+    bytes_before = store.bytes_on_disk()
+
+    young = store.compact(min_age_s=3600)
+    dry = store.compact(min_age_s=0, dry_run=True)
+
+    assert (young.removed, young.too_young, young.bytes_freed) == ([], 2, 0)
+    assert len(dry.removed) == 2 and dry.dry_run and dry.bytes_freed > 0
+    assert store.bytes_on_disk() == bytes_before
+    assert (store.info()["superseded_copies"], store.info()["incomplete_tracks"]) == (2, 1)
+
+
 # ---- writers in several processes creating the same genres at once ---------------------------------------------
 RACER = """
 import sys, time
