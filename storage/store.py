@@ -89,17 +89,19 @@ class StoreIndex:
         started: set[str] = set()
         superseded = 0
         dead = []
+        tracks_of: dict[str, list[str]] = {}  # complete batch -> its track ids
         for batch in batches:
             attrs = batch.attrs
             if not attrs.get(COMPLETE_FLAG):
                 started.update(attrs.get(TRACK_IDS_KEY, []))
                 dead.append(DeadBatch(batch.basename, "incomplete", _written_ns(batch.basename)))
                 continue
-            for row, values in enumerate(attrs[RECORDS_KEY]):
-                record = TrackRecord.from_attrs(values)
+            records = [TrackRecord.from_attrs(values) for values in attrs[RECORDS_KEY]]
+            tracks_of[batch.basename] = [record.track_id for record in records]
+            for row, record in enumerate(records):
                 superseded += record.track_id in complete
                 complete[record.track_id] = StoredTrack(record, batch, row)
-        dead += _superseded_batches(batches, complete)
+        dead += _superseded_batches(tracks_of, complete)
         return cls(complete, started - complete.keys(), superseded, tuple(dead))
 
     def records(self) -> list[TrackRecord]:
@@ -107,15 +109,13 @@ class StoreIndex:
         return [self.complete[track_id].record for track_id in sorted(self.complete)]
 
 
-def _superseded_batches(batches: Sequence[zarr.Array], newest: dict[str, StoredTrack]) -> list[DeadBatch]:
+def _superseded_batches(tracks_of: dict[str, list[str]], newest: dict[str, StoredTrack]) -> list[DeadBatch]:
     """Complete batches none of whose rows is its track's newest copy."""
     dead = []
-    for batch in batches:
-        if not batch.attrs.get(COMPLETE_FLAG):
-            continue
-        holders = [newest[values["track_id"]].batch.basename for values in batch.attrs[RECORDS_KEY]]
-        if batch.basename not in holders:
-            dead.append(DeadBatch(batch.basename, "superseded", max(map(_written_ns, holders))))
+    for name, track_ids in tracks_of.items():
+        holders = [newest[track_id].batch.basename for track_id in track_ids]
+        if name not in holders:
+            dead.append(DeadBatch(name, "superseded", max(map(_written_ns, holders))))
     return dead
 
 
@@ -210,7 +210,7 @@ class FeatureStore:
         now = time.time_ns()
         dead = self._fresh_index().dead
         due = [batch for batch in dead if now - batch.dead_since_ns >= min_age_s * 1e9]
-        bytes_freed = sync(self._batch_bytes([batch.name for batch in due]))
+        bytes_freed = sync(self._bytes_under([f"{BATCHES_GROUP}/{batch.name}" for batch in due]))
         if not dry_run and due:
             batches = self._root[BATCHES_GROUP]
             for batch in due:
@@ -272,12 +272,7 @@ class FeatureStore:
 
     def bytes_on_disk(self) -> int:
         """Total size of every object in the store (files on disk, or objects in a bucket)."""
-        store = self._root.store
-
-        async def total_size() -> int:
-            return sum([await store.getsize(key) async for key in store.list()])
-
-        return sync(total_size())
+        return sync(self._bytes_under([""]))
 
     def info(self) -> dict[str, Any]:
         """The summary `genreflow store info` prints."""
@@ -324,9 +319,10 @@ class FeatureStore:
         ))
         await batch.update_attributes({COMPLETE_FLAG: True, RECORDS_KEY: [record.to_attrs() for record, _ in tracks]})
 
-    async def _batch_bytes(self, names: list[str]) -> int:
+    async def _bytes_under(self, prefixes: list[str]) -> int:
+        """Total size of the objects under each prefix ("" is the whole store)."""
         store = self._root.store
-        return sum(await asyncio.gather(*(store.getsize_prefix(f"{BATCHES_GROUP}/{name}") for name in names)))
+        return sum(await asyncio.gather(*(store.getsize_prefix(prefix) for prefix in prefixes)))
 
     async def _batches_group(self) -> zarr.AsyncGroup:
         if self._batches is None:
