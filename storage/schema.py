@@ -21,10 +21,10 @@ have been dead for a minimum age (a batch is deleted whole; one that still holds
 
 Why batches, not one array per track: Zarr's cost per array (creating it, its metadata, the event-loop
 round trips) was 14 ms of CPU per track here, more than the log-mel itself; one array per extraction task
-of up to 8 tracks, written with one round trip, costs about 4 ms per track. Every writer still writes only
-its own arrays, so writers in many processes never share a file. A store made with another
-`SCHEMA_VERSION` or another `FeatureConfig` is refused with an error that says which: one store holds one
-feature configuration, so a new configuration needs a new store path.
+(up to 32 tracks, tasks/extract.py), written with one round trip, cost about 4 ms per track in batches of
+9. Every writer still writes only its own arrays, so writers in many processes never share a file. A store
+made with another `SCHEMA_VERSION` or another `FeatureConfig` is refused with an error that says which: one
+store holds one feature configuration, so a new configuration needs a new store path.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ COMPLETE_FLAG = "complete"
 TRACK_IDS_KEY = "track_ids"  # a batch's tracks, known from its creation on
 RECORDS_KEY = "tracks"  # their records, written with the completion flag
 # 1,536 frames (35.7 s) of 128 float16 bands is a 384 KiB chunk, so a GTZAN track (1,293 frames) is one
-# chunk and a long track is cut into pieces that a random crop reads one or two of (measured with schema 1). Zarr's cost is per chunk,
-# not per byte, at this size (measured here on 30 s tracks): writing a track took 18.5 ms with 256-frame
-# chunks against 11.2 ms with one chunk, and reading a random 1 s / 5 s / 30 s crop of a gtzan-mini track
-# 1.9 / 2.6 / 5.3 ms against 2.1 / 2.0 / 2.0 ms.
+# chunk and a long track is cut into pieces that a random crop reads one or two of. Zarr's cost is per chunk,
+# not per byte, at this size (measured here on 30 s tracks, with schema 1's one array per track): writing a
+# track took 18.5 ms with 256-frame chunks against 11.2 ms with one chunk, and reading a random 1 s / 5 s /
+# 30 s crop of a gtzan-mini track 1.9 / 2.6 / 5.3 ms against 2.1 / 2.0 / 2.0 ms.
 CHUNK_FRAMES = 1536
 BLOSC_CNAME = "zstd"
 # Log-mel float16 hardly compresses (331 KB raw per 30 s; 277 KB at level 1, 267 KB at 3 or 5); level 1
