@@ -49,6 +49,15 @@ BLOSC_CNAME = "zstd"
 # Log-mel float16 hardly compresses (331 KB raw per 30 s; 277 KB at level 1, 267 KB at 3 or 5); level 1
 # costs about 12 ms less CPU per track than level 5 when writing, measured here.
 BLOSC_LEVEL = 1
+# Blosc cuts a chunk into blocks and compresses each on its own; its default for float16 here is small blocks.
+# One block per chunk, measured here on gtzan-mini chunks (interleaved, 25 rounds): 1.07 ms to compress
+# instead of 1.54, 0.30 ms to decompress instead of 0.57, and 6% fewer bytes (ratio 0.68 against 0.73). Zarr
+# decodes whole chunks anyway, so smaller blocks would buy nothing.
+
+
+def blosc_block_bytes(n_mels: int, itemsize: int) -> int:
+    """Blosc's block size: one block per chunk of CHUNK_FRAMES frames of `n_mels` values (see above)."""
+    return CHUNK_FRAMES * n_mels * itemsize
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from storage.schema import (
     QuarantineRecord,
     StoreError,
     TrackRecord,
+    blosc_block_bytes,
 )
 
 
@@ -309,7 +310,10 @@ class FeatureStore:
             shape=(len(tracks), max(record.n_frames for record, _ in tracks), n_mels),
             chunks=(1, CHUNK_FRAMES, n_mels),
             dtype=dtype,
-            compressors=BloscCodec(cname=BLOSC_CNAME, clevel=BLOSC_LEVEL, shuffle=BloscShuffle.shuffle),
+            compressors=BloscCodec(
+                cname=BLOSC_CNAME, clevel=BLOSC_LEVEL, shuffle=BloscShuffle.shuffle,
+                blocksize=blosc_block_bytes(n_mels, np.dtype(dtype).itemsize),
+            ),
             attributes={COMPLETE_FLAG: False, TRACK_IDS_KEY: [record.track_id for record, _ in tracks]},
             config={"write_empty_chunks": True},  # only track frames are written: skip the all-fill check
         )

@@ -55,7 +55,9 @@ def test_a_written_track_reads_back_in_the_documented_layout(store: FeatureStore
     np.testing.assert_array_equal(reopened.read("blues/a.wav", 300, 310), reopened.read("blues/a.wav")[300:310])
     [(_, batch)] = zarr.open_group(str(tmp_path / "store.zarr" / BATCHES_GROUP), mode="r").arrays()
     assert batch.chunks == (1, CHUNK_FRAMES, CONFIG.n_mels) and batch.dtype == np.float16
-    assert batch.compressors[0].cname.value == BLOSC_CNAME
+    [compressor] = batch.compressors
+    assert compressor.cname.value == BLOSC_CNAME
+    assert compressor.blocksize == CHUNK_FRAMES * CONFIG.n_mels * 2  # one Blosc block per float16 chunk
 
 
 def test_tracks_of_different_lengths_share_a_batch_and_read_back_at_their_own_length(store: FeatureStore):
