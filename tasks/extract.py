@@ -55,8 +55,20 @@ WORKER_ENVIRONMENT: dict[str, str | None] = {
     "VECLIB_MAXIMUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
 }
-# The worker's statistical profiler wakes every 10 ms and walks the stack while holding the GIL.
-WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+# Dask's housekeeping for a LocalCluster, made quieter. The worker's statistical profiler wakes every 10 ms
+# and walks the stack while holding the GIL. Every server's event-loop check ("tick") runs every 20 ms, the
+# system monitor (psutil: CPU, memory, disk and network counters) every 500 ms and each worker's memory check
+# every 100 ms. Measured here on an idle 2-worker cluster, 6 s twice: the client process (which hosts the
+# scheduler) used 67-80 ms of CPU per second and each worker 25-31, ~6% of the 2 cores; with the intervals
+# below 14-16 and 5-6. While extracting gtzan-mini (70 tracks, ~0.7 s), the client used ~95 ms of CPU per run
+# against ~65. A blocked event loop is still reported (after 3 s, Dask's default limit), the dashboard's
+# system plots update every 2 s, and a worker over its memory limit is paused within 0.5 s.
+CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+}
 
 
 @dataclass(frozen=True)
@@ -350,7 +362,7 @@ def dask_client(address: str | None = None, n_workers: int | None = None) -> Ite
             yield client
         return
     overrides = {f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in WORKER_ENVIRONMENT.items()}
-    with _parent_environment_kept(), dask.config.set({**overrides, **WORKER_CONFIG}):
+    with _parent_environment_kept(), dask.config.set({**overrides, **CLUSTER_CONFIG}):
         cluster = LocalCluster(
             n_workers=n_workers or default_worker_count(), threads_per_worker=1, processes=True,
             dashboard_address=":0",  # any free port: several clusters (tests, runs) may share a machine

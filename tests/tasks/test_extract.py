@@ -193,6 +193,18 @@ def test_workers_run_without_the_malloc_trap_and_with_one_thread_each(client):
     assert {info["nthreads"] for info in client.scheduler_info()["workers"].values()} == {1}
 
 
+def housekeeping_intervals_ms(dask_worker=None, dask_scheduler=None) -> dict[str, float]:
+    server = dask_worker or dask_scheduler
+    names = ("tick", "monitor", "memory_monitor")
+    return {name: server.periodic_callbacks[name].callback_time for name in names if name in server.periodic_callbacks}
+
+
+def test_the_cluster_keeps_its_housekeeping_quiet(client):
+    workers = {"tick": 1000, "monitor": 2000, "memory_monitor": 500}
+    assert list(client.run(housekeeping_intervals_ms).values()) == [workers] * len(client.nthreads())
+    assert client.run_on_scheduler(housekeeping_intervals_ms) == {"tick": 1000, "monitor": 2000}
+
+
 def test_a_trap_in_the_parent_is_not_inherited_and_the_parent_keeps_its_environment(monkeypatch):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as an earlier default Dask cluster leaves it
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
