@@ -26,7 +26,9 @@ _NORMAL_SPAN = np.uint32(0x477FF000 - 0x38800000)  # up to 65,520, which float16
 
 def to_float16(values: np.ndarray) -> np.ndarray:
     """`values.astype(np.float16)` for float32 `values`, same shape, bit for bit."""
-    values = np.ascontiguousarray(values, dtype=np.float32)
+    if values.dtype != np.float32:  # float64 would be rounded twice (to float32 first), unlike astype
+        raise TypeError(f"to_float16 casts float32 arrays, not {values.dtype}")
+    values = np.ascontiguousarray(values)
     bits = values.view(np.uint32)
     half = bits >> _DROPPED_BITS
     half &= np.uint32(1)  # the lowest kept mantissa bit: ties round to even

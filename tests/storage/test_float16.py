@@ -47,3 +47,8 @@ def test_shapes_and_non_contiguous_input_are_kept(shape: tuple[int, ...]):
     values = np.random.default_rng(1).normal(0, 40, size=shape).astype(np.float32)
     assert_same_bits_as_numpy(values)
     assert_same_bits_as_numpy(np.asfortranarray(values))
+
+
+def test_other_dtypes_are_refused_rather_than_rounded_twice():
+    with pytest.raises(TypeError, match="float64"):
+        to_float16(np.zeros(3))
