@@ -319,7 +319,7 @@ class FeatureStore:
             config={"write_empty_chunks": True},  # only track frames are written: skip the all-fill check
         )
         await asyncio.gather(*(
-            batch.setitem((row, slice(0, record.n_frames)), _as_stored(features, dtype))
+            batch.setitem((row, slice(0, record.n_frames)), as_stored(features, dtype))
             for row, (record, features) in enumerate(tracks)
         ))
         await batch.update_attributes({COMPLETE_FLAG: True, RECORDS_KEY: [record.to_attrs() for record, _ in tracks]})
@@ -380,8 +380,9 @@ def _open_root(location: str, mode: str, storage_options: dict[str, Any] | None)
         return sync(opening())
 
 
-def _as_stored(features: np.ndarray, dtype: str) -> np.ndarray:
-    """Features in the store's dtype; float16 by `to_float16`, numpy's own cast at a third of its CPU."""
+def as_stored(features: np.ndarray, dtype: str) -> np.ndarray:
+    """Features rounded to the store's dtype exactly as the store keeps them (prediction reuses this);
+    float16 by `to_float16`, numpy's own cast at a third of its CPU."""
     if np.dtype(dtype) == np.float16 and features.dtype == np.float32:
         return to_float16(features)
     return features.astype(dtype, copy=False)

@@ -23,6 +23,7 @@ import numpy as np
 
 from genreflow.config import AUDIO_EXTENSIONS, FeatureConfig
 from models.registry import Classifier
+from storage.store import as_stored
 from tasks.audio import AudioError, load_audio
 from tasks.collection import scan_collection
 from tasks.dataset import BandNormaliser, cut_clips, evaluation_starts
@@ -104,7 +105,7 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[AudioI
 def file_features(path: str, config: FeatureConfig, clip_seconds: float) -> np.ndarray:
     """The log-mel of one file exactly as extraction stores it (including the store's float16 rounding)."""
     audio = load_audio(path, config.sample_rate, min_seconds=clip_seconds)
-    return log_mel(audio, config).astype(config.dtype).astype(np.float32)
+    return as_stored(log_mel(audio, config), config.dtype).astype(np.float32)
 
 
 def _folder_inputs(folder: Path) -> list[AudioInput]:
