@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,10 @@ import numpy as np
 import zarr
 import zarr.api.asynchronous
 from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
+from zarr.storage import MemoryStore
 
 from genreflow.config import FeatureConfig
 from storage.float16 import to_float16
@@ -194,7 +197,8 @@ class FeatureStore:
         for record, features in tracks:
             self._check_features(record, features)
         self.discard_quarantine({record.track_id for record, _ in tracks})
-        sync(self._write_batch(_new_batch_name(), tracks))
+        layout = _batch_metadata(self.feature_config.n_mels, self.feature_config.dtype)  # sync: before the trip
+        sync(self._write_batch(_new_batch_name(), tracks, layout))
         self._index = None
 
     def write_track(self, record: TrackRecord, features: np.ndarray) -> None:
@@ -302,27 +306,35 @@ class FeatureStore:
         if features.shape != expected:
             raise ValueError(f"{record.track_id}: features {features.shape} do not match {expected}")
 
-    async def _write_batch(self, name: str, tracks: Sequence[tuple[TrackRecord, np.ndarray]]) -> None:
+    async def _write_batch(
+        self, name: str, tracks: Sequence[tuple[TrackRecord, np.ndarray]], layout: ArrayV3Metadata
+    ) -> None:
         """Create the batch array, write every row at once, then mark it complete: one event-loop trip."""
-        batches = await self._batches_group()
-        n_mels, dtype = self.feature_config.n_mels, self.feature_config.dtype
-        batch = await batches.create_array(
-            name,
-            shape=(len(tracks), max(record.n_frames for record, _ in tracks), n_mels),
-            chunks=(1, CHUNK_FRAMES, n_mels),
-            dtype=dtype,
-            compressors=BloscCodec(
-                cname=BLOSC_CNAME, clevel=BLOSC_LEVEL, shuffle=BloscShuffle.shuffle,
-                blocksize=blosc_block_bytes(n_mels, np.dtype(dtype).itemsize),
-            ),
-            attributes={COMPLETE_FLAG: False, TRACK_IDS_KEY: [record.track_id for record, _ in tracks]},
-            config={"write_empty_chunks": True},  # only track frames are written: skip the all-fill check
-        )
+        shape = (len(tracks), max(record.n_frames for record, _ in tracks), self.feature_config.n_mels)
+        batch = await self._create_batch(name, layout.update_shape(shape), [record.track_id for record, _ in tracks])
+        dtype = self.feature_config.dtype
         await asyncio.gather(*(
             batch.setitem((row, slice(0, record.n_frames)), as_stored(features, dtype))
             for row, (record, features) in enumerate(tracks)
         ))
         await batch.update_attributes({COMPLETE_FLAG: True, RECORDS_KEY: [record.to_attrs() for record, _ in tracks]})
+
+    async def _create_batch(self, name: str, layout: ArrayV3Metadata, track_ids: list[str]) -> zarr.AsyncArray:
+        """A new, incomplete batch array, made with one write: its metadata.
+
+        Zarr's `create_array` first reads whether anything is at the path and whether each parent is a
+        group, and writes each parent's metadata unless present: three reads and two conditional writes per
+        batch, each a request on object storage. Measured here on local disk (interleaved, 60 rounds): 2.8
+        ms of CPU to create a batch that way, 1.2 ms this way; a whole batch of 9 tracks 35.5 -> 32.9 ms.
+        Neither check can fail here: the batches group is made by the handle's first write, and a batch
+        name is new by construction (`_new_batch_name`).
+        """
+        batches = await self._batches_group()
+        metadata = layout.update_attributes({COMPLETE_FLAG: False, TRACK_IDS_KEY: track_ids})
+        path = batches.store_path / name
+        [(key, document)] = metadata.to_buffer_dict(default_buffer_prototype()).items()
+        await (path / key).set(document)
+        return zarr.AsyncArray(metadata, path, config={"write_empty_chunks": True})  # rows only: no fill check
 
     async def _bytes_under(self, prefixes: list[str]) -> int:
         """Total size of the objects under each prefix ("" is the whole store)."""
@@ -386,6 +398,22 @@ def as_stored(features: np.ndarray, dtype: str) -> np.ndarray:
     if np.dtype(dtype) == np.float16 and features.dtype == np.float32:
         return to_float16(features)
     return features.astype(dtype, copy=False)
+
+
+@lru_cache(maxsize=4)
+def _batch_metadata(n_mels: int, dtype: str) -> ArrayV3Metadata:
+    """What every batch array's metadata says but its shape and attributes (see storage/schema.py), as Zarr's
+    own `create_array` writes it, made once in memory."""
+    return zarr.create_array(
+        MemoryStore(),
+        shape=(1, CHUNK_FRAMES, n_mels),
+        chunks=(1, CHUNK_FRAMES, n_mels),
+        dtype=dtype,
+        compressors=BloscCodec(
+            cname=BLOSC_CNAME, clevel=BLOSC_LEVEL, shuffle=BloscShuffle.shuffle,
+            blocksize=blosc_block_bytes(n_mels, np.dtype(dtype).itemsize),
+        ),
+    ).metadata
 
 
 def _new_batch_name() -> str:

@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+import zarr.api.asynchronous
+from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.sync import sync
+from zarr.storage import LocalStore, WrapperStore
 
 from genreflow.config import FeatureConfig
 from storage.schema import (
@@ -19,6 +23,7 @@ from storage.schema import (
     BLOSC_CNAME,
     CHUNK_FRAMES,
     HEADER_KEY,
+    QUARANTINE_GROUP,
     QuarantineRecord,
     SourceStamp,
     StoreError,
@@ -58,6 +63,49 @@ def test_a_written_track_reads_back_in_the_documented_layout(store: FeatureStore
     [compressor] = batch.compressors
     assert compressor.cname.value == BLOSC_CNAME
     assert compressor.blocksize == CHUNK_FRAMES * CONFIG.n_mels * 2  # one Blosc block per float16 chunk
+
+
+class CountingStore(WrapperStore[LocalStore]):
+    """A local store that notes the key of every read and write made through it."""
+
+    def __init__(self, store: LocalStore) -> None:
+        super().__init__(store)
+        self.reads: list[str] = []
+        self.writes: list[str] = []
+
+    async def get(self, key: str, prototype: BufferPrototype, byte_range: object = None) -> Buffer | None:
+        self.reads.append(key)
+        return await super().get(key, prototype, byte_range)
+
+    async def exists(self, key: str) -> bool:
+        self.reads.append(key)
+        return await super().exists(key)
+
+    async def set(self, key: str, value: Buffer) -> None:
+        self.writes.append(key)
+        await super().set(key, value)
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        self.writes.append(key)
+        await super().set_if_not_exists(key, value)
+
+
+def test_a_batch_costs_its_metadata_twice_its_chunks_and_no_reads_of_its_own(tmp_path: Path):
+    """Each read or write is a request on object storage: a batch is created with one write, no checks."""
+    location = tmp_path / "store.zarr"
+    counting = CountingStore(LocalStore(location))
+    FeatureStore.create_or_open(str(location), CONFIG)
+    handle = FeatureStore(sync(zarr.api.asynchronous.open_group(store=counting, mode="r+")), CONFIG, str(location))
+    handle.write_track(record("blues/first.wav", 10), features(10))  # a handle's first write opens the batches group
+    counting.reads.clear(), counting.writes.clear()
+
+    handle.write_tracks([(record("jazz/b.wav", 20), features(20)), (record("rock/c.wav", 20), features(20))])
+
+    newest_batch = max(path.name for path in (location / BATCHES_GROUP).iterdir() if path.is_dir())
+    prefix = f"{BATCHES_GROUP}/{newest_batch}"
+    assert sorted(counting.writes) == [f"{prefix}/c/0/0/0", f"{prefix}/c/1/0/0", f"{prefix}/zarr.json", f"{prefix}/zarr.json"]
+    assert counting.reads == [f"{QUARANTINE_GROUP}/zarr.json"]  # are there earlier failures to forget?
+    assert [track.track_id for track in handle.tracks()] == ["blues/first.wav", "jazz/b.wav", "rock/c.wav"]
 
 
 def test_tracks_of_different_lengths_share_a_batch_and_read_back_at_their_own_length(store: FeatureStore):
