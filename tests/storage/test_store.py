@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,12 +67,13 @@ def test_a_written_track_reads_back_in_the_documented_layout(store: FeatureStore
 
 
 class CountingStore(WrapperStore[LocalStore]):
-    """A local store that notes the key of every read and write made through it."""
+    """A local store that notes the key of every read, write and write-if-absent made through it."""
 
     def __init__(self, store: LocalStore) -> None:
         super().__init__(store)
         self.reads: list[str] = []
         self.writes: list[str] = []
+        self.writes_if_absent: list[str] = []
 
     async def get(self, key: str, prototype: BufferPrototype, byte_range: object = None) -> Buffer | None:
         self.reads.append(key)
@@ -86,24 +88,25 @@ class CountingStore(WrapperStore[LocalStore]):
         await super().set(key, value)
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
-        self.writes.append(key)
+        self.writes_if_absent.append(key)
         await super().set_if_not_exists(key, value)
 
 
 def test_a_batch_costs_its_metadata_twice_its_chunks_and_no_reads_of_its_own(tmp_path: Path):
-    """Each read or write is a request on object storage: a batch is created with one write, no checks."""
+    """Each read or write is a request on object storage: a batch is created without reading anything first."""
     location = tmp_path / "store.zarr"
     counting = CountingStore(LocalStore(location))
     FeatureStore.create_or_open(str(location), CONFIG)
     handle = FeatureStore(sync(zarr.api.asynchronous.open_group(store=counting, mode="r+")), CONFIG, str(location))
     handle.write_track(record("blues/first.wav", 10), features(10))  # a handle's first write opens the batches group
-    counting.reads.clear(), counting.writes.clear()
+    counting.reads.clear(), counting.writes.clear(), counting.writes_if_absent.clear()
 
     handle.write_tracks([(record("jazz/b.wav", 20), features(20)), (record("rock/c.wav", 20), features(20))])
 
     newest_batch = max(path.name for path in (location / BATCHES_GROUP).iterdir() if path.is_dir())
     prefix = f"{BATCHES_GROUP}/{newest_batch}"
     assert sorted(counting.writes) == [f"{prefix}/c/0/0/0", f"{prefix}/c/1/0/0", f"{prefix}/zarr.json", f"{prefix}/zarr.json"]
+    assert sorted(counting.writes_if_absent) == [f"{BATCHES_GROUP}/zarr.json", "zarr.json"]  # its parents
     assert counting.reads == [f"{QUARANTINE_GROUP}/zarr.json"]  # are there earlier failures to forget?
     assert [track.track_id for track in handle.tracks()] == ["blues/first.wav", "jazz/b.wav", "rock/c.wav"]
 
@@ -140,6 +143,19 @@ def test_features_of_the_wrong_shape_are_refused(store: FeatureStore):
         store.write_track(record("blues/a.wav", 10), features(10, n_mels=CONFIG.n_mels + 1))
     with pytest.raises(ValueError, match="<genre>/<file name>"):
         store.write_track(record("no-genre.wav", 10), features(10))
+
+
+def test_a_handle_kept_across_a_deleted_and_recreated_store_still_writes_visible_tracks(tmp_path: Path):
+    """Dask workers keep one handle per store for their lifetime; a user may delete the store between runs."""
+    location = tmp_path / "store.zarr"
+    kept = FeatureStore.create_or_open(str(location), CONFIG)
+    kept.write_track(record("blues/a.wav", 10), features(10))
+    shutil.rmtree(location)
+    FeatureStore.create_or_open(str(location), CONFIG)  # the next run's client makes the store again
+
+    kept.write_track(record("jazz/b.wav", 12), features(12))
+
+    assert [track.track_id for track in FeatureStore.open(str(location)).tracks()] == ["jazz/b.wav"]
 
 
 def test_a_successful_extraction_clears_an_earlier_quarantine(store: FeatureStore):
