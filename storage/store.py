@@ -274,7 +274,7 @@ class FeatureStore:
     def _data_version(self, records: list[TrackRecord]) -> str:
         digest = hashlib.sha256(self.feature_config.identity().encode())
         for record in records:
-            digest.update(f"\n{record.track_id}:{record.source.sha256}".encode())
+            digest.update(f"\n{record.track_id}:{record.source.xxh3_128}".encode())
         return digest.hexdigest()[:16]
 
     def bytes_on_disk(self) -> int:

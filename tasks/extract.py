@@ -18,7 +18,6 @@ Dask workers run with `MALLOC_TRIM_THRESHOLD_` removed and BLAS/OpenMP pinned to
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
 import os
 import time
@@ -29,6 +28,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import xxhash
 
 from genreflow.config import FeatureConfig
 from storage.schema import QuarantineRecord, SourceStamp, TrackRecord
@@ -270,7 +270,7 @@ def _stamp(path: str, data: bytes) -> SourceStamp:
         status = os.stat(path)
     except OSError:
         return SourceStamp(path, -1, 0, "")
-    return SourceStamp(path, status.st_size, status.st_mtime_ns, hashlib.sha256(data).hexdigest() if data else "")
+    return SourceStamp(path, status.st_size, status.st_mtime_ns, xxhash.xxh3_128_hexdigest(data) if data else "")
 
 
 def _write_or_fail(store: FeatureStore, write: Callable[[], None]) -> None:

@@ -38,7 +38,7 @@ def memory_location() -> Iterator[str]:
 
 
 def stamp(track_id: str) -> SourceStamp:
-    return SourceStamp(path=f"/music/{track_id}", size=1000, mtime_ns=1, sha256=f"sha-{track_id}")
+    return SourceStamp(path=f"/music/{track_id}", size=1000, mtime_ns=1, xxh3_128=f"hash-{track_id}")
 
 
 def fake_features(n_frames: int, seed: int) -> np.ndarray:

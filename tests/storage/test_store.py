@@ -25,6 +25,7 @@ from storage.schema import (
     CHUNK_FRAMES,
     HEADER_KEY,
     QUARANTINE_GROUP,
+    SCHEMA_VERSION,
     QuarantineRecord,
     SourceStamp,
     StoreError,
@@ -36,8 +37,8 @@ CONFIG = FeatureConfig(n_mels=32)
 REPO = Path(__file__).resolve().parents[2]
 
 
-def record(track_id: str, n_frames: int, sha256: str = "abc") -> TrackRecord:
-    stamp = SourceStamp(f"/music/{track_id}", 1234, 5678, sha256)
+def record(track_id: str, n_frames: int, content_hash: str = "abc") -> TrackRecord:
+    stamp = SourceStamp(f"/music/{track_id}", 1234, 5678, content_hash)
     return TrackRecord(track_id, track_id.split("/")[0], n_frames, n_frames * CONFIG.hop_length / CONFIG.sample_rate, stamp)
 
 
@@ -127,12 +128,12 @@ def test_tracks_of_different_lengths_share_a_batch_and_read_back_at_their_own_le
 
 
 def test_a_track_extracted_again_reads_as_its_newest_copy(store: FeatureStore):
-    store.write_tracks([(record("blues/a.wav", 10, sha256="old"), features(10)), (record("jazz/b.wav", 5), features(5))])
+    store.write_tracks([(record("blues/a.wav", 10, content_hash="old"), features(10)), (record("jazz/b.wav", 5), features(5))])
     newer = features(12) + 1.0
 
-    store.write_track(record("blues/a.wav", 12, sha256="new"), newer)
+    store.write_track(record("blues/a.wav", 12, content_hash="new"), newer)
 
-    assert store.track("blues/a.wav") == record("blues/a.wav", 12, sha256="new")
+    assert store.track("blues/a.wav") == record("blues/a.wav", 12, content_hash="new")
     np.testing.assert_allclose(FeatureStore.open(store.location).read("blues/a.wav"), newer, atol=0.07)
     assert [track.track_id for track in store.tracks()] == ["blues/a.wav", "jazz/b.wav"]
     assert store.info()["superseded_copies"] == 1
@@ -197,7 +198,7 @@ def test_info_summarises_tracks_quarantine_and_size(store: FeatureStore, tmp_pat
 
     info = store.info()
 
-    assert (info["tracks"], info["genres"], info["schema_version"]) == (2, {"blues": 1, "rock": 1}, 2)
+    assert (info["tracks"], info["genres"], info["schema_version"]) == (2, {"blues": 1, "rock": 1}, SCHEMA_VERSION)
     assert (info["incomplete_tracks"], info["superseded_copies"]) == (0, 0)
     assert info["quarantined"] == [{"path": "/music/jazz/b.wav", "track_id": "jazz/b.wav", "reason": "silent"}]
     assert info["feature_config"] == CONFIG.to_dict()
@@ -206,9 +207,9 @@ def test_info_summarises_tracks_quarantine_and_size(store: FeatureStore, tmp_pat
 
 
 def test_the_data_version_follows_the_content_of_the_tracks(store: FeatureStore):
-    store.write_track(record("blues/a.wav", 10, sha256="one"), features(10))
+    store.write_track(record("blues/a.wav", 10, content_hash="one"), features(10))
     before = store.data_version()
-    store.write_track(record("blues/a.wav", 10, sha256="two"), features(10))
+    store.write_track(record("blues/a.wav", 10, content_hash="two"), features(10))
     assert store.data_version() != before
 
 
@@ -285,8 +286,8 @@ def store_with_dead_batches(location: str) -> FeatureStore:
     store = FeatureStore.create_or_open(location, FeatureConfig())
     store.write_tracks([(record("blues/a.wav", 10), features(10, 128)), (record("jazz/b.wav", 11), features(11, 128))])
     store.write_track(record("rock/c.wav", 12), features(12, 128))
-    store.write_track(record("rock/c.wav", 13, sha256="new"), features(13, 128))
-    store.write_track(record("blues/a.wav", 14, sha256="new"), features(14, 128))
+    store.write_track(record("rock/c.wav", 13, content_hash="new"), features(13, 128))
+    store.write_track(record("blues/a.wav", 14, content_hash="new"), features(14, 128))
     return store
 
 
