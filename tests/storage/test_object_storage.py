@@ -90,7 +90,7 @@ def test_the_s3_store_is_really_in_the_bucket(s3_location: str) -> None:
     keys = s3fs.S3FileSystem(skip_instance_cache=True).find(s3_location)
     prefix = s3_location.removeprefix("s3://")
     assert f"{prefix}/zarr.json" in keys
-    chunks = [key for key in keys if key.startswith(f"{prefix}/batches/") and "/c/" in key]
+    chunks = [key for key in keys if key.startswith(f"{prefix}/batches/") and "/c." in key]
     assert len(chunks) == 2  # one batch, one chunk per track
 
 

@@ -94,7 +94,8 @@ class CountingStore(WrapperStore[LocalStore]):
 
 
 def test_a_batch_costs_its_metadata_twice_its_chunks_and_no_reads_of_its_own(tmp_path: Path):
-    """Each read or write is a request on object storage: a batch is created without reading anything first."""
+    """Each read or write is a request on object storage: a batch is created without reading anything first,
+    and a row shorter than the batch's longest does not read its chunk before writing it."""
     location = tmp_path / "store.zarr"
     counting = CountingStore(LocalStore(location))
     FeatureStore.create_or_open(str(location), CONFIG)
@@ -102,14 +103,38 @@ def test_a_batch_costs_its_metadata_twice_its_chunks_and_no_reads_of_its_own(tmp
     handle.write_track(record("blues/first.wav", 10), features(10))  # a handle's first write opens the batches group
     counting.reads.clear(), counting.writes.clear(), counting.writes_if_absent.clear()
 
-    handle.write_tracks([(record("jazz/b.wav", 20), features(20)), (record("rock/c.wav", 20), features(20))])
+    handle.write_tracks([(record("jazz/b.wav", 20), features(20)), (record("rock/c.wav", 12), features(12))])
 
     newest_batch = max(path.name for path in (location / BATCHES_GROUP).iterdir() if path.is_dir())
     prefix = f"{BATCHES_GROUP}/{newest_batch}"
-    assert sorted(counting.writes) == [f"{prefix}/c/0/0/0", f"{prefix}/c/1/0/0", f"{prefix}/zarr.json", f"{prefix}/zarr.json"]
+    assert sorted(counting.writes) == [f"{prefix}/c.0.0.0", f"{prefix}/c.1.0.0", f"{prefix}/zarr.json", f"{prefix}/zarr.json"]
     assert sorted(counting.writes_if_absent) == [f"{BATCHES_GROUP}/zarr.json", "zarr.json"]  # its parents
     assert counting.reads == [f"{QUARANTINE_GROUP}/zarr.json"]  # are there earlier failures to forget?
     assert [track.track_id for track in handle.tracks()] == ["blues/first.wav", "jazz/b.wav", "rock/c.wav"]
+
+
+def test_a_batch_holds_the_very_chunks_zarrs_own_writes_make(store: FeatureStore, tmp_path: Path):
+    """The store encodes and keys a batch's chunks itself (storage.store._write_rows): they must be what Zarr's
+    own setitem writes for the same rows, byte for byte, rows of several chunks and short rows included."""
+    lengths = {"blues/a.wav": 2 * CHUNK_FRAMES + 5, "rock/b.wav": 40, "rock/c.wav": CHUNK_FRAMES}
+    written = {track_id: features(frames) for track_id, frames in lengths.items()}
+    store.write_tracks([(record(track_id, frames), written[track_id]) for track_id, frames in lengths.items()])
+    [(name, batch)] = zarr.open_group(str(tmp_path / "store.zarr" / BATCHES_GROUP), mode="r").arrays()
+
+    reference = zarr.create_array(
+        str(tmp_path / "reference.zarr"), shape=batch.shape, chunks=batch.chunks, dtype=batch.dtype,
+        compressors=batch.compressors, fill_value=batch.fill_value,
+        chunk_key_encoding=batch.metadata.chunk_key_encoding, config={"write_empty_chunks": True},
+    )
+    for row, (track_id, frames) in enumerate(lengths.items()):
+        reference[row, :frames] = written[track_id].astype(np.float16)
+
+    def chunk_files(folder: Path) -> dict[str, bytes]:
+        return {path.name: path.read_bytes() for path in folder.iterdir() if path.name != "zarr.json"}
+
+    ours = chunk_files(tmp_path / "store.zarr" / BATCHES_GROUP / name)
+    assert sorted(ours) == ["c.0.0.0", "c.0.1.0", "c.0.2.0", "c.1.0.0", "c.2.0.0"]  # 3 + 1 + 1 chunks, flat
+    assert ours == chunk_files(tmp_path / "reference.zarr")
 
 
 def test_tracks_of_different_lengths_share_a_batch_and_read_back_at_their_own_length(store: FeatureStore):
@@ -238,7 +263,7 @@ KILLED_FRAMES = 100 * CHUNK_FRAMES  # 100 chunks: the kill lands long before the
 
 def kill_when_chunks_appear(writer: subprocess.Popen[str], batches: Path) -> None:
     deadline = time.monotonic() + 120
-    while not any(batches.glob("*/c/*")):
+    while not any(batches.glob("*/c.*")):
         assert writer.poll() is None, f"the writer exited before writing any chunk: {writer.communicate()}"
         assert time.monotonic() < deadline, "the writer never started writing chunks"
         time.sleep(0.001)
