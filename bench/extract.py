@@ -27,7 +27,11 @@ repeat, with the Dask cluster and the process pool started once and kept: so eac
 same minute of the machine. Each reports its fastest run; stage 5 runs once.
 Prints a table, then last one JSON line: speedup_vs_librosa (2 vs 1), speedup_vs_librosa_all_cores (2 vs
 1b), dask_efficiency (3 vs 2, per core), audio_seconds_per_second (3), bytes_per_track, peak_rss_mb (largest
-worker), client memory growth, machine_efficiency.
+worker), client memory growth, machine_efficiency, and dask_efficiency's factors: dask_busy_share (the share of
+stage 3 its workers spent on a CPU, not waiting; dask_client_cpu_share, the CPU the client and its scheduler took
+meanwhile, is part of why they waited), dask_cpu_per_track_vs_one_worker (the CPU a track took on the
+Dask workers against stage 2: above 1 where the workers slow each other) and one_worker_busy_share (stage 2's);
+dask_efficiency = dask_busy_share / dask_cpu_per_track_vs_one_worker / one_worker_busy_share.
 
     python bench/extract.py --data ../shared/data/gtzan-mini
     python bench/extract.py --synthetic 1000
@@ -93,6 +97,7 @@ class Stage:
     wall_seconds: float
     cpu_seconds: float | None = None  # user + system, summed over the workers (where measured)
     page_faults: int | None = None  # minor faults: the malloc trap shows up here, whatever the machine's load
+    client_cpu_seconds: float | None = None  # Dask stages: this process's (the client's and its scheduler's)
 
     @property
     def audio_seconds_per_second(self) -> float:
@@ -204,13 +209,16 @@ def _seconds(work: Callable[[], object]) -> float:
 
 def dask_pass(
     name: str, client: Client, tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int,
-    client_rss: list[float],
+    client_rss: list[tuple[int, float]],
 ) -> Stage:
-    """One run of stage 3 or 5 on warm workers; samples the client's RSS as outcomes land."""
-    usage_before, started = client.run(usage), time.perf_counter()
-    outcomes = extract_batch(tracks, store, config, MIN_SECONDS, client, on_outcome=_rss_sampler(client_rss))
-    wall = time.perf_counter() - started
-    return _stage(name, workers, outcomes, wall, _difference(client.run(usage).values(), usage_before.values()))
+    """One run of stage 3 or 5 on warm workers; samples the client's RSS as tasks finish and at the end."""
+    usage_before, client_before, started = client.run(usage), usage(), time.perf_counter()
+    outcomes = extract_batch(tracks, store, config, MIN_SECONDS, client, on_progress=_rss_sampler(client_rss))
+    wall, client_cpu = time.perf_counter() - started, usage()[0] - client_before[0]
+    client_rss.append((len(outcomes), _client_rss_mb()))
+    stage = _stage(name, workers, outcomes, wall, _difference(client.run(usage).values(), usage_before.values()))
+    stage.client_cpu_seconds = client_cpu
+    return stage
 
 
 @contextmanager
@@ -376,9 +384,17 @@ def _peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _rss_sampler(samples: list[float]) -> Callable[[TrackOutcome], None]:
-    process = psutil.Process()
-    return lambda _outcome: samples.append(process.memory_info().rss / 2**20)
+def _rss_sampler(samples: list[tuple[int, float]]) -> Callable[[int], None]:
+    """A progress callback that records (tracks finished so far, client RSS in MB) as each task finishes."""
+
+    def sample(tracks: int) -> None:
+        samples.append(((samples[-1][0] if samples else 0) + tracks, _client_rss_mb()))
+
+    return sample
+
+
+def _client_rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def max_difference_db(store: str, tracks: list[SourceTrack], config: FeatureConfig) -> float:
@@ -390,12 +406,14 @@ def max_difference_db(store: str, tracks: list[SourceTrack], config: FeatureConf
     )
 
 
-def client_growth_mb_per_1000_tracks(samples: list[float]) -> float:
-    """Client RSS growth from the first tenth of the outcomes to the last, scaled to 1,000 tracks."""
-    first = max(1, len(samples) // 10)
-    if len(samples) <= first:
+def client_growth_mb_per_1000_tracks(samples: list[tuple[int, float]]) -> float:
+    """Client RSS growth from the first sample past a tenth of the tracks to the last (taken once every
+    outcome was fetched), scaled to 1,000 tracks."""
+    total = samples[-1][0] if samples else 0
+    start = next(((tracks, rss) for tracks, rss in samples if tracks >= total / 10), None)
+    if start is None or total <= start[0]:
         return 0.0
-    return (samples[-1] - samples[first - 1]) / (len(samples) - first) * 1000
+    return (samples[-1][1] - start[1]) / (total - start[0]) * 1000
 
 
 def print_table(stages: list[Stage], baseline: Stage) -> None:
@@ -423,7 +441,7 @@ class Repeat:
     pool: Stage
     loop_alone: float
     loop_together: float
-    client_rss: list[float]  # MB, sampled as stage 3's outcomes landed
+    client_rss: list[tuple[int, float]]  # (tracks finished, MB), sampled as stage 3's tasks finished
 
 
 @dataclass
@@ -437,7 +455,7 @@ class Results:
     pool: Stage
     trap: Stage
     worker_peak_kib: int
-    client_rss_mb: list[float]  # the last repeat's samples: by then nothing is loaded for the first time
+    client_rss_mb: list[tuple[int, float]]  # the last repeat's samples: by then nothing is loaded for the first time
     bytes_per_track: float
     max_difference_db: float
     logmel_speedup: float
@@ -446,6 +464,34 @@ class Results:
     def efficiency(self, stage: Stage) -> float:
         """Throughput per worker relative to one worker in process (1.0 = perfect scaling)."""
         return round(stage.audio_seconds_per_second / (self.single.audio_seconds_per_second * stage.workers), 3)
+
+    def cpu_per_track_ratio(self, stage: Stage) -> float:
+        """CPU seconds per track in `stage` (its workers' whole processes) against stage 2's: above 1, a track
+        cost more CPU there (cores shared with the other workers, Dask's own threads)."""
+        return round(_cpu_per_track(stage) / _cpu_per_track(self.single), 3)
+
+
+def busy_share(stage: Stage) -> float:
+    """The share of a stage's wall time that its workers spent on a CPU; the rest they waited (for the first
+    task, between tasks, for the last task elsewhere). efficiency = busy share (stage) / CPU per track ratio /
+    busy share (stage 2), exactly, the stage and stage 2 covering the same tracks."""
+    return round(_cpu_seconds(stage) / (stage.wall_seconds * stage.workers), 3)
+
+
+def client_cpu_share(stage: Stage) -> float:
+    """The client's CPU seconds (and its scheduler's, which a LocalCluster runs in the client's process) as a
+    share of the workers' wall time: CPU the workers could not have while they ran."""
+    return round((stage.client_cpu_seconds or 0.0) / (stage.wall_seconds * stage.workers), 3)
+
+
+def _cpu_per_track(stage: Stage) -> float:
+    return _cpu_seconds(stage) / stage.tracks
+
+
+def _cpu_seconds(stage: Stage) -> float:
+    if stage.cpu_seconds is None:
+        raise ValueError(f"stage {stage.name!r} was timed without its CPU seconds")
+    return stage.cpu_seconds
 
 
 def run_stages(tracks: list[SourceTrack], config: FeatureConfig, workers: int, repeats: int, scratch: Path) -> Results:
@@ -479,7 +525,7 @@ def timed_repeat(
 ) -> Repeat:
     """Stages 1 and 2 (interleaved), 3, 4 and the machine loop, back to back, each into a fresh store."""
     librosa_stage, single = one_core_pass(tracks, config, repeat_store(stores["single"], repeat), workers)
-    client_rss: list[float] = []
+    client_rss: list[tuple[int, float]] = []
     dask_stage = dask_pass(
         "3 genreflow, Dask", client, tracks, config, repeat_store(stores["dask"], repeat), workers, client_rss
     )
@@ -509,6 +555,10 @@ def summary(results: Results) -> dict[str, float | int]:
         "logmel_speedup_vs_librosa": round(results.logmel_speedup, 3),
         "dask_efficiency": results.efficiency(dask),
         "machine_efficiency": results.machine_efficiency,
+        "dask_busy_share": busy_share(dask),
+        "dask_client_cpu_share": client_cpu_share(dask),
+        "dask_cpu_per_track_vs_one_worker": results.cpu_per_track_ratio(dask),
+        "one_worker_busy_share": busy_share(results.single),
         "audio_seconds_per_second": round(dask.audio_seconds_per_second, 1),
         "bytes_per_track": round(results.bytes_per_track),
         "peak_rss_mb": round(results.worker_peak_kib / 1024, 1),
@@ -519,6 +569,18 @@ def summary(results: Results) -> dict[str, float | int]:
         "page_faults_per_track_default_env": round(trap.page_faults / trap.tracks),
         "max_abs_db_vs_librosa": round(results.max_difference_db, 4),
     }
+
+
+def explain_dask_efficiency(results: Results) -> str:
+    """dask_efficiency as the product of what waiting costs and what sharing the machine costs."""
+    dask = results.dask
+    return (
+        f"dask_efficiency {results.efficiency(dask):.3f} = the Dask workers' busy share {busy_share(dask):.3f} "
+        f"(the rest of stage 3 they waited: first task, hand-overs, the other worker's last task, the client and "
+        f"scheduler, whose CPU came to {client_cpu_share(dask):.3f} of the workers' time) / their CPU "
+        f"per track against stage 2's {results.cpu_per_track_ratio(dask):.3f} (cores shared with each other, "
+        f"Dask's own threads) / stage 2's busy share {busy_share(results.single):.3f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -534,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(stages, results.librosa)
     print(f"machine: a CPU-only loop in {args.workers} processes at once ran at {results.machine_efficiency:.2f} "
           f"of {args.workers} times its speed alone (fastest of {args.repeats} each, as for dask_efficiency)")
+    print(explain_dask_efficiency(results))
     print(json.dumps(summary(results)))
     return 0
 

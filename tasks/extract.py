@@ -287,9 +287,15 @@ def extract_batch(
     feature_config: FeatureConfig,
     min_seconds: float,
     client: Client,
-    on_outcome: Callable[[TrackOutcome], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[TrackOutcome]:
-    """Extract `batch` on `client`'s workers; outcomes in batch order. `on_outcome` sees each as it lands.
+    """Extract `batch` on `client`'s workers; outcomes in batch order. `on_progress` is told, as each task
+    finishes, how many tracks it held.
+
+    The outcomes are fetched in one gather once every task has finished, not task by task as they finish: a
+    fetch goes through the scheduler to the worker, whose event loop then competes with the task it is
+    running. Measured here on gtzan-mini (70 tracks, 8 tasks on 2 workers, 20 alternating runs): the stage
+    took 7% less wall time (paired median), the client 34 ms of CPU instead of 58 and the workers 3% less.
 
     Raises `ExtractionError` after the whole batch has run if any track failed for a reason other than
     its audio; the others are written (and listed in the error's `outcomes`).
@@ -302,18 +308,17 @@ def extract_batch(
         extract_tracks, groups, store_location=store_location, feature_config=feature_config,
         min_seconds=min_seconds, pure=False,
     )
-    group_of = {future.key: group for future, group in zip(futures, groups)}
+    tracks_in = {future.key: len(group) for future, group in zip(futures, groups)}
+    for future in as_completed(futures):  # finished, not fetched
+        if on_progress is not None:
+            on_progress(tracks_in[future.key])
     outcomes: dict[str, TrackOutcome] = {}
     failures: dict[str, str] = {}
-    for future in as_completed(futures):
-        for result in _group_results(future, group_of[future.key]):
-            if isinstance(result, TrackFailure):
-                failures[result.track_id] = result.error
-                continue
+    for result in _all_results(client, futures, groups):
+        if isinstance(result, TrackFailure):
+            failures[result.track_id] = result.error
+        else:
             outcomes[result.track_id] = result
-            if on_outcome is not None:
-                on_outcome(result)
-        future.release()
     ordered = [outcomes[track.track_id] for track in batch if track.track_id in outcomes]
     if failures:
         raise ExtractionError(failures, ordered)
@@ -330,8 +335,21 @@ def task_groups(batch: list[SourceTrack], threads: int) -> list[list[SourceTrack
     return [batch[index * len(batch) // count : (index + 1) * len(batch) // count] for index in range(count)]
 
 
+def _all_results(
+    client: Client, futures: list[Future], groups: list[list[SourceTrack]]
+) -> Iterator[TrackOutcome | TrackFailure]:
+    """Every task's results, fetched at once; where a task failed as a whole (its worker died, its store
+    could not be opened), each of its tracks fails with the task's error and the other tasks still count."""
+    try:
+        results = client.gather(futures)
+    except Exception:  # which task failed: ask each one
+        results = [_group_results(future, group) for future, group in zip(futures, groups)]
+    for task_results in results:
+        yield from task_results
+
+
 def _group_results(future: Future, group: list[SourceTrack]) -> list[TrackOutcome | TrackFailure]:
-    """The task's results, or, where the task itself failed (its worker died), that failure for each track."""
+    """The task's results, or, where the task itself failed, that failure for each of its tracks."""
     try:
         return future.result()
     except Exception as error:

@@ -91,7 +91,7 @@ def run_extract(args: argparse.Namespace) -> int:
     if plan.todo:
         with dask_client(args.dask_address, args.workers) as client, tqdm(total=len(plan.todo), unit="track") as bar:
             try:
-                outcomes = extract_batch(plan.todo, location, config, args.min_seconds, client, lambda _: bar.update())
+                outcomes = extract_batch(plan.todo, location, config, args.min_seconds, client, bar.update)
             except ExtractionError as error:
                 outcomes, failure = error.outcomes, error
     print(_summary(outcomes, len(plan.skipped), time.perf_counter() - started))

@@ -70,12 +70,12 @@ def extract(collection: Collection, location: str, client, **kwargs) -> list[Tra
 def test_good_tracks_are_stored_and_bad_ones_quarantined(client, collection_dir: Path, tmp_path: Path):
     collection = scan_collection(collection_dir)
     location = str(tmp_path / "store.zarr")
-    seen: list[str] = []
+    progress: list[int] = []
 
-    outcomes = extract(collection, location, client, on_outcome=lambda outcome: seen.append(outcome.track_id))
+    outcomes = extract(collection, location, client, on_progress=progress.append)
 
     assert [outcome.track_id for outcome in outcomes] == [track.track_id for track in collection.tracks]
-    assert sorted(seen) == sorted(outcome.track_id for outcome in outcomes)
+    assert sorted(progress) == sorted(map(len, task_groups(collection.tracks, len(client.nthreads()))))
     statuses = {outcome.track_id: outcome.status for outcome in outcomes}
     assert statuses.pop("ambient/notes.wav") == statuses.pop("ambient/quiet.wav") == "quarantined"
     assert set(statuses.values()) == {"extracted"}
@@ -179,6 +179,49 @@ def test_a_store_that_cannot_be_written_fails_loudly_quarantines_nothing_and_is_
     assert outcome.status == "extracted"
     assert [record.track_id for record in store.tracks()] == ["beats/beats.00000.wav"]
     assert store.incomplete_track_ids() == []
+
+
+@contextmanager
+def store_unreachable_from_each_worker_once(client) -> Iterator[None]:
+    """Each worker's next extraction task fails as a whole, as when the store cannot be reached from it."""
+    client.run(_fail_the_next_store_open)
+    try:
+        yield
+    finally:
+        client.run(_open_stores_normally)  # on a worker that got no task
+
+
+def _fail_the_next_store_open() -> None:
+    opens = tasks.extract._open_store
+
+    def unreachable(location: str, feature_config: FeatureConfig) -> FeatureStore:
+        tasks.extract._open_store = opens
+        raise ConnectionError(f"cannot reach {location}")
+
+    unreachable.opens = opens  # type: ignore[attr-defined]
+    tasks.extract._open_store = unreachable
+
+
+def _open_stores_normally() -> None:
+    tasks.extract._open_store = getattr(tasks.extract._open_store, "opens", tasks.extract._open_store)
+
+
+def test_a_task_that_fails_as_a_whole_fails_its_tracks_and_the_other_tasks_still_count(
+    client, collection_dir: Path, tmp_path: Path
+):
+    good = [track for track in scan_collection(collection_dir).tracks if track.genre != "ambient"]
+    location = str(tmp_path / "store.zarr")
+    assert {len(group) for group in task_groups(good, len(client.nthreads()))} == {1}
+
+    with store_unreachable_from_each_worker_once(client), pytest.raises(ExtractionError) as caught:
+        extract_batch(good, location, CONFIG, MIN_SECONDS, client)
+
+    failed, outcomes = caught.value.failures, caught.value.outcomes
+    assert 1 <= len(failed) <= len(client.nthreads())  # each worker's first task, of one track
+    assert set(failed.values()) == {f"ConnectionError: cannot reach {location}"}
+    assert sorted([*failed, *(outcome.track_id for outcome in outcomes)]) == sorted(track.track_id for track in good)
+    stored = FeatureStore.open(location).tracks()
+    assert sorted(record.track_id for record in stored) == sorted(outcome.track_id for outcome in outcomes)
 
 
 def worker_settings() -> tuple[str | None, str | None, str | None, bool]:
