@@ -20,7 +20,7 @@ from tasks.collection import Collection, SourceTrack
 from tasks.extract import TrackOutcome, dask_client, extract_batch, plan_extraction
 
 # One Prefect task per batch: retried as a unit, one progress step, one Dask client connection each; its
-# tracks go to the workers as tasks of up to MAX_TRACKS_PER_TASK (tasks/extract.py).
+# tracks go to the workers as several tasks each (`task_groups` in tasks/extract.py).
 TRACKS_PER_BATCH = 64
 
 

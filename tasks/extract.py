@@ -18,6 +18,7 @@ Dask workers run with `MALLOC_TRIM_THRESHOLD_` removed and BLAS/OpenMP pinned to
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import os
 import time
@@ -156,7 +157,7 @@ def _unchanged(path: str, source: SourceStamp) -> bool:
 # spread over a task's tracks (a task's tracks are one batch, see storage/schema.py). Measured here, 400
 # synthetic tracks on 2 workers, per track and worker: 26.5 ms in tasks of 8, 22.1 in tasks of 16, 19.6 in
 # tasks of 32 (and, before batches, 9.6 s in all as one task per track against 7.7 s in tasks of 8).
-MAX_TRACKS_PER_TASK = 32
+MEAN_TRACKS_PER_TASK = 32
 # ...but each worker needs several tasks, so that all of them finish at about the same time.
 MIN_TASKS_PER_WORKER = 4
 # A task writes what it holds once its features pass this size (long tracks), not only at its end.
@@ -326,13 +327,26 @@ def extract_batch(
 
 
 def task_groups(batch: list[SourceTrack], threads: int) -> list[list[SourceTrack]]:
-    """`batch` cut into Dask tasks of up to MAX_TRACKS_PER_TASK tracks, at least MIN_TASKS_PER_WORKER per
-    thread, their number a multiple of `threads` where there are tracks enough, their sizes within one of
-    each other: so every worker gets the same share (70 tracks on 2 workers: 8 tasks of 8 or 9)."""
+    """`batch` cut into Dask tasks, in order: at least MIN_TASKS_PER_WORKER per thread, on average at most
+    MEAN_TRACKS_PER_TASK tracks, their number a multiple of `threads` where there are tracks enough.
+
+    The tasks come in rounds of `threads` and shrink from round to round (each gets one track, the rest are
+    shared in proportion rounds + 1, rounds, ..., 2 from the first round to the last; a round's tasks are
+    within one track of each other): the workers' last tasks are short, so a worker that ran slower keeps
+    the other waiting less at the end. 70 tracks on 2 workers: 13, 13, 10, 10, 7, 7, 5, 5. Measured here on
+    gtzan-mini, 30 alternating runs, twice: the Dask stage 1.8% and 3.1% faster (paired medians) than with
+    8 equal tasks of 8 or 9 tracks.
+    """
     threads = max(1, threads)
-    wanted = max(math.ceil(len(batch) / MAX_TRACKS_PER_TASK), threads * MIN_TASKS_PER_WORKER)
+    wanted = max(math.ceil(len(batch) / MEAN_TRACKS_PER_TASK), threads * MIN_TASKS_PER_WORKER)
     count = min(len(batch), math.ceil(wanted / threads) * threads)
-    return [batch[index * len(batch) // count : (index + 1) * len(batch) // count] for index in range(count)]
+    weights = [math.ceil(count / threads) + 1 - index // threads for index in range(count)]
+    spare = len(batch) - count
+    shares = [spare * weight // sum(weights) for weight in weights]  # non-increasing, as the weights are
+    for index in range(spare - sum(shares)):  # what rounding down left over (fewer than `count`): to the first
+        shares[index] += 1
+    bounds = itertools.accumulate((1 + share for share in shares), initial=0)
+    return [batch[start:stop] for start, stop in itertools.pairwise(bounds)]
 
 
 def _all_results(

@@ -55,14 +55,14 @@ def synthetic_audio_store(base: Path, tracks_per_genre: int, seconds: float, con
     Idempotent, so several test modules can share one copy under pytest's session temporary folder.
     """
     from tasks.collection import scan_collection
-    from tasks.extract import MAX_TRACKS_PER_TASK, TrackFailure, extract_tracks
+    from tasks.extract import TrackFailure, extract_tracks, task_groups
     from tasks.synthetic import write_synthetic_collection
 
     root = write_synthetic_collection(base / "audio", tracks_per_genre=tracks_per_genre, seed=0, seconds=seconds)
     location = str(base / "store.zarr")
     tracks = scan_collection(root).tracks
     if len(FeatureStore.create_or_open(location, config).tracks()) < len(tracks):
-        for first in range(0, len(tracks), MAX_TRACKS_PER_TASK):
-            results = extract_tracks(tracks[first : first + MAX_TRACKS_PER_TASK], location, config, min_seconds=0.0)
+        for group in task_groups(tracks, threads=1):
+            results = extract_tracks(group, location, config, min_seconds=0.0)
             assert not [result for result in results if isinstance(result, TrackFailure)], results
     return root, location

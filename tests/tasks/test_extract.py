@@ -22,7 +22,7 @@ from storage.store import FeatureStore
 from tasks.audio import load_audio
 from tasks.collection import Collection, SourceTrack, scan_collection
 from tasks.extract import (
-    MAX_TRACKS_PER_TASK,
+    MEAN_TRACKS_PER_TASK,
     MIN_TASKS_PER_WORKER,
     ExtractionError,
     TrackOutcome,
@@ -278,13 +278,17 @@ def test_a_local_cluster_is_sized_to_the_cores_by_default():
 
 
 @pytest.mark.parametrize(("tracks", "threads"), [(70, 2), (1002, 2), (16, 2), (5, 2), (9, 4), (70, 1), (0, 2)])
-def test_tasks_share_the_tracks_evenly_between_the_workers(tracks: int, threads: int):
+def test_tasks_come_in_rounds_one_per_worker_that_shrink_to_the_end(tracks: int, threads: int):
     batch = [SourceTrack(f"g/{index}.wav", "g", f"/music/g/{index}.wav") for index in range(tracks)]
 
     groups = task_groups(batch, threads)
 
     assert [track for group in groups for track in group] == batch  # every track once, in order
-    sizes = {len(group) for group in groups}
-    assert not sizes or (max(sizes) - min(sizes) <= 1 and max(sizes) <= MAX_TRACKS_PER_TASK and min(sizes) >= 1)
+    sizes = [len(group) for group in groups]
+    assert all(size >= 1 for size in sizes) and sizes == sorted(sizes, reverse=True)
+    rounds = [sizes[start : start + threads] for start in range(0, len(sizes), threads)]
+    assert all(max(round_) - min(round_) <= 1 for round_ in rounds)
+    assert len(groups) * MEAN_TRACKS_PER_TASK >= tracks
     if tracks >= threads * MIN_TASKS_PER_WORKER:
         assert len(groups) % threads == 0 and len(groups) >= threads * MIN_TASKS_PER_WORKER
+        assert sum(rounds[-1]) * 2 <= sum(rounds[0])  # the last tasks are short: little to wait for at the end
