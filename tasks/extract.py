@@ -309,9 +309,9 @@ def extract_batch(
         extract_tracks, groups, store_location=store_location, feature_config=feature_config,
         min_seconds=min_seconds, pure=False,
     )
-    tracks_in = {future.key: len(group) for future, group in zip(futures, groups)}
-    for future in as_completed(futures):  # finished, not fetched
-        if on_progress is not None:
+    if on_progress is not None:  # otherwise the gather below does the waiting
+        tracks_in = {future.key: len(group) for future, group in zip(futures, groups)}
+        for future in as_completed(futures):  # finished, not fetched
             on_progress(tracks_in[future.key])
     outcomes: dict[str, TrackOutcome] = {}
     failures: dict[str, str] = {}
@@ -341,8 +341,8 @@ def task_groups(batch: list[SourceTrack], threads: int) -> list[list[SourceTrack
     wanted = max(math.ceil(len(batch) / MEAN_TRACKS_PER_TASK), threads * MIN_TASKS_PER_WORKER)
     count = min(len(batch), math.ceil(wanted / threads) * threads)
     weights = [math.ceil(count / threads) + 1 - index // threads for index in range(count)]
-    spare = len(batch) - count
-    shares = [spare * weight // sum(weights) for weight in weights]  # non-increasing, as the weights are
+    spare, total_weight = len(batch) - count, sum(weights)
+    shares = [spare * weight // total_weight for weight in weights]  # non-increasing, as the weights are
     for index in range(spare - sum(shares)):  # what rounding down left over (fewer than `count`): to the first
         shares[index] += 1
     bounds = itertools.accumulate((1 + share for share in shares), initial=0)
