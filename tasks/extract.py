@@ -353,7 +353,7 @@ def task_groups(batch: list[SourceTrack], threads: int) -> list[list[SourceTrack
 class _TaskResults:
     """One Dask task's results as one object. Dask serializes a list or tuple element by element, and pays
     for each: measured here, gathering 32 tasks of 31 outcomes took 56 ms of wall time, 40 ms of the client's
-    CPU and 44 of the workers' as lists, and 26, 15 and 22 in this box (gtzan-mini's 8 tasks: 7.4 -> 4.3 ms)."""
+    CPU and 44 of the workers' as lists, and 26, 15 and 22 boxed (gtzan-mini's 8 tasks: 7.4 -> 4.3 ms)."""
 
     results: list[TrackOutcome | TrackFailure]
 
