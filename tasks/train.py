@@ -275,11 +275,7 @@ def _fit_keras(
     valid_plan = evaluation_plan(tracks.valid, tracks.genre_index, stream.clip_frames)
     train_data = to_tf_dataset(training, stream, stream.batch_count(train_clips))
     valid_data = to_tf_dataset(lambda: stream.batches(valid_plan), stream, stream.batch_count(clip_count(valid_plan)))
-    model.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    compile_for_training(model, settings.learning_rate)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
         keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch),
@@ -288,6 +284,25 @@ def _fit_keras(
         train_data, validation_data=valid_data, epochs=settings.epochs, callbacks=callbacks, shuffle=False, verbose=0
     )
     return {name: [float(value) for value in fitted.history.get(name, [])] for name in HISTORY_KEYS}
+
+
+def compile_for_training(model: Any, learning_rate: float) -> None:
+    """Adam on sparse cross-entropy with an accuracy metric, every variable the train step updates made now.
+
+    Keras makes the optimizer's slots and a metric named by string ("accuracy") inside the train step's first
+    trace; a tf.function that creates variables is traced a second time, and tracing is most of a short
+    training's cost. Measured here (`train_cell`, a 1 s cell on 18 synthetic tracks, 2 epochs of 2 crops per
+    track, two runs each): the CNN 5.7 / 5.0 s against 7.0 / 5.9, the RNN 7.5 / 7.4 against 12.7 / 9.7, the
+    CRNN 9.5 / 10.7 against 16.2 / 16.5. What is trained does not change (the slots start at zero either way):
+    the CNN's and RNN's histories and outputs came out bit for bit the same.
+    """
+    import keras
+
+    accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")  # what "accuracy" resolves to here
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=[accuracy]
+    )
+    model.optimizer.build(model.trainable_variables)
 
 
 def _log_epoch(epoch: int, logs: dict[str, float] | None) -> None:
