@@ -46,8 +46,10 @@ def run_paths(tmp_path: Path) -> dict[str, str]:
 
 
 def tiny_grid(data: Path, paths: dict[str, str], models: list[str], **overrides: Any) -> dict[str, Any]:
-    """Flow parameters for a grid that trains in seconds."""
-    return {"data": str(data), "models": models, "clip_seconds": [1.0], "seeds": [0], "epochs": 1, "workers": 2, **paths, **overrides}
+    """Flow parameters for a grid that trains in seconds: one epoch of two crops per track (as `make demo`
+    takes one), not one crop per clip the track holds (30 at 1 s)."""
+    grid = {"data": str(data), "models": models, "clip_seconds": [1.0], "seeds": [0], "epochs": 1, "crops_per_track": 2}
+    return {**grid, "workers": 2, **paths, **overrides}
 
 
 def read_summary(paths: dict[str, str]) -> dict[str, Any]:
@@ -151,7 +153,7 @@ def test_sigkill_during_training_then_rerun_reuses_finished_cells(
 ) -> None:
     command = [
         sys.executable, "-m", "genreflow.cli", "run", "--data", str(synthetic_folder), "--models", "baseline", "cnn",
-        "--clips", "1", "--epochs", "2", "--workers", "2",
+        "--clips", "1", "--epochs", "2", "--crops-per-track", "2", "--workers", "2",
         "--store", run_paths["store"], "--out", run_paths["out"], "--cache", run_paths["cache"],
     ]  # fmt: skip
     killed = subprocess.Popen(
