@@ -1,8 +1,8 @@
 """Extraction: plan what the store lacks, then turn tracks into log-mels on Dask workers.
 
 Each Dask task decodes a few tracks, computes their log-mels and writes them into the store itself, as one
-batch; the client only ever receives a `TrackOutcome` of a few numbers per track, so its memory does not
-grow with the collection.
+batch; the client only ever receives a `TrackOutcome` of a few numbers per track, so its memory grows by
+those numbers per track (0.07-1.03 MB per 1,000 tracks in bench/extract.py), never by features.
 
 Two kinds of failure are kept apart on purpose:
 - the file's fault (`AudioError`: corrupt, silent, too short, ...): the track is quarantined in the store
