@@ -62,8 +62,8 @@ import numpy as np
 import psutil
 from distributed import Client
 
-from genreflow.config import DEFAULT_CLIP_SECONDS, FeatureConfig
-from storage.store import FeatureStore
+from genreflow.config import FeatureConfig
+from storage.store import FeatureSet
 from tasks.collection import SourceTrack, scan_collection
 from tasks.extract import (
     WORKER_ENVIRONMENT,
@@ -78,7 +78,6 @@ from tasks.extract import (
 from tasks.logmel import log_mel
 from tasks.synthetic import GENRES, write_synthetic_collection
 
-MIN_SECONDS = max(DEFAULT_CLIP_SECONDS)
 COMPARED_TRACKS = 3  # tracks whose stored features are checked against librosa's
 LOGMEL_TRACKS = 20  # decoded tracks on which the two log-mel implementations alone are timed
 LOGMEL_REPEATS = 3  # best of: the log-mel alone takes milliseconds, so one pass is noisy
@@ -159,7 +158,7 @@ def one_core_pass(
             with librosa_meter:
                 results = [librosa_log_mel(track.path, config) for track in group]
             with genreflow_meter:
-                outcomes += extracted([extract_tracks(group, store, config, MIN_SECONDS)])
+                outcomes += extracted([extract_tracks(group, store, config)])
             audio_seconds += sum(seconds for _, seconds in results)
     librosa_stage = librosa_meter.stage("1 librosa, one thread", 1, len(tracks), audio_seconds)
     return librosa_stage, _stage("2 genreflow, one worker", 1, outcomes, genreflow_meter.wall, genreflow_meter.used)
@@ -213,7 +212,7 @@ def dask_pass(
 ) -> Stage:
     """One run of stage 3 or 5 on warm workers; samples the client's RSS as tasks finish and at the end."""
     usage_before, client_before, started = client.run(usage), usage(), time.perf_counter()
-    outcomes = extract_batch(tracks, store, config, MIN_SECONDS, client, on_progress=_rss_sampler(client_rss))
+    outcomes = extract_batch(tracks, store, config, client, on_progress=_rss_sampler(client_rss))
     wall, client_cpu = time.perf_counter() - started, usage()[0] - client_before[0]
     client_rss.append((len(outcomes), _client_rss_mb()))
     stage = _stage(name, workers, outcomes, wall, _difference(client.run(usage).values(), usage_before.values()))
@@ -241,8 +240,8 @@ def pool_pass(
     pool: ProcessPoolExecutor, tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int
 ) -> Stage:
     """One run of stage 4: the task groups Dask would get, mapped over the pool."""
-    FeatureStore.create_or_open(store, config)
-    work = partial(extract_tracks, store_location=store, feature_config=config, min_seconds=MIN_SECONDS)
+    FeatureSet.create_or_open(store, config)
+    work = partial(extract_tracks, store_location=store, feature_config=config)
     started = time.perf_counter()
     outcomes = extracted(pool.map(work, task_groups(tracks, workers)))
     return _stage("4 genreflow, process pool", workers, outcomes, time.perf_counter() - started)
@@ -350,7 +349,7 @@ def extracted(results: Iterable[list[TrackOutcome | TrackFailure]]) -> list[Trac
 def warm_up(track: SourceTrack, config: FeatureConfig, scratch_store: str) -> None:
     """Extract one track into a scratch store before timing: imports, the mel filter bank, Zarr's codecs and
     event loop are a once-per-worker cost."""
-    extracted([extract_tracks([track], scratch_store, config, MIN_SECONDS)])
+    extracted([extract_tracks([track], scratch_store, config)])
 
 
 def _warm_up_then_wait(
@@ -399,9 +398,9 @@ def _client_rss_mb() -> float:
 
 def max_difference_db(store: str, tracks: list[SourceTrack], config: FeatureConfig) -> float:
     """Largest |stored - librosa| in dB over the first COMPARED_TRACKS tracks (the store holds float16)."""
-    features = FeatureStore.open(store)
+    features = FeatureSet.open(store, config)
     return max(
-        float(np.max(np.abs(features.read(track.track_id) - librosa_log_mel(track.path, config)[0].T)))
+        float(np.max(np.abs(features.read(track.key) - librosa_log_mel(track.path, config)[0].T)))
         for track in tracks[:COMPARED_TRACKS]
     )
 
@@ -507,12 +506,12 @@ def run_stages(tracks: list[SourceTrack], config: FeatureConfig, workers: int, r
         runs = [timed_repeat(tracks, config, stores, repeat, workers, client, pool) for repeat in range(repeats)]
         peak_kib = max(client.run(_peak_rss_kib).values())
     trap_stage = trap_pass(tracks, config, stores["trap"], workers)
-    stored = FeatureStore.open(stores["dask"])
+    stored = FeatureSet.open(stores["dask"], config)
     return Results(
         fastest([run.librosa for run in runs]), librosa_all_cores, fastest([run.single for run in runs]),
         fastest([run.dask for run in runs]), fastest([run.pool for run in runs]), trap_stage, peak_kib,
         runs[-1].client_rss,
-        bytes_per_track=stored.bytes_on_disk() / max(1, len(stored.tracks())),
+        bytes_per_track=stored.store.bytes_on_disk() / max(1, len(stored.tracks())),
         max_difference_db=max_difference_db(stores["dask"], tracks, config),
         logmel_speedup=logmel_ratio,
         machine_efficiency=round(min(run.loop_alone for run in runs) / min(run.loop_together for run in runs), 3),

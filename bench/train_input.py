@@ -33,16 +33,18 @@ from typing import Any
 import numpy as np
 
 from genreflow.config import FeatureConfig
-from storage.schema import SourceStamp, TrackRecord
-from storage.store import FeatureStore
+from storage.schema import CollectionTrack, TrackRecord
+from storage.store import FeatureSet, Store
 from tasks.dataset import (
     Batch,
     ClipStream,
     epoch_batches,
     fit_band_normaliser,
+    labelled_tracks,
     to_tf_dataset,
     training_clip_count,
 )
+from tasks.train import TrainingData
 
 TRACK_FRAMES = 1292  # 30 s
 GENRES = 10
@@ -50,7 +52,7 @@ GENRES = 10
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="an existing feature store (default: write a temporary one)")
+    parser.add_argument("--store", help="an existing store holding one collection (default: write a temporary one)")
     parser.add_argument("--tracks", type=int, default=60, help="tracks of the temporary store (default 60)")
     parser.add_argument("--model", default="cnn", help="model to train (default cnn)")
     parser.add_argument("--clip", type=float, default=5.0, help="clip seconds (default 5)")
@@ -59,17 +61,20 @@ def parse_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def write_noise_store(location: Path, tracks: int) -> FeatureStore:
-    """`tracks` tracks of 30 s of random log-mel-like values, spread over `GENRES` genres."""
+def write_noise_store(location: Path, tracks: int) -> TrainingData:
+    """`tracks` tracks of 30 s of random log-mel-like values, spread over `GENRES` genres, as one collection."""
     config = FeatureConfig()
-    store = FeatureStore.create_or_open(str(location), config)
+    store = FeatureSet.create_or_open(str(location), config)
     rng = np.random.default_rng(0)
+    collection = []
     for index in range(tracks):
         genre = f"genre{index % GENRES}"
-        track_id = f"{genre}/{genre}.{index:05d}.wav"
-        record = TrackRecord(track_id, genre, TRACK_FRAMES, 30.0, SourceStamp(track_id, 0, 0, str(index)))
-        store.write_track(record, rng.normal(-40, 12, size=(TRACK_FRAMES, config.n_mels)).astype(np.float32))
-    return store
+        track_id, key = f"{genre}/{genre}.{index:05d}.wav", f"noise{index:027d}"
+        record = TrackRecord(key, TRACK_FRAMES, 30.0, track_id)
+        store.write_tracks([(record, rng.normal(-40, 12, size=(TRACK_FRAMES, config.n_mels)).astype(np.float32))])
+        collection.append(CollectionTrack(track_id, genre, key))
+    Store.create_or_open(str(location)).record_collection("noise", collection)
+    return TrainingData(str(location), config, "noise", tuple(collection))
 
 
 def rss_mb() -> float:
@@ -103,11 +108,15 @@ def set_up(args: argparse.Namespace, scratch: Path) -> Setup:
 
     from models.registry import build_model
 
-    store = FeatureStore.open(args.store) if args.store else write_noise_store(scratch / "store.zarr", args.tracks)
-    records = store.tracks()
+    if args.store:
+        data = TrainingData.from_store(args.store, FeatureConfig())
+    else:
+        data = write_noise_store(scratch / "store.zarr", args.tracks)
+    store = FeatureSet.open(data.store, data.feature_config)
+    records = labelled_tracks(store, data.tracks)
     genre_index = {genre: index for index, genre in enumerate(sorted({record.genre for record in records}))}
     clip_frames = store.feature_config.frames_for(args.clip)
-    normaliser = fit_band_normaliser(store, [record.track_id for record in records])
+    normaliser = fit_band_normaliser(store, [record.key for record in records])
     stream = ClipStream(store, clip_frames, normaliser, args.batch_size)
     keras.utils.set_random_seed(0)
     model = build_model(args.model, (clip_frames, store.feature_config.n_mels), len(genre_index))

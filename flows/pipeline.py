@@ -3,66 +3,99 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
-from flows.extraction import extract_all, plan_task
+from flows.extraction import Extraction, extract_collection
 from flows.grid import CacheLocation, Cell, CellOutcome, GridSettings, run_grid
+from flows.preflight import check_run
 from genreflow.config import DEFAULT_CLIP_SECONDS, DEFAULT_MODELS, FeatureConfig
-from storage.store import FeatureStore, absolute_location
-from tasks.collection import Collection, load_collection
+from storage.schema import CollectionRecord
+from storage.store import FeatureSet, absolute_location
+from tasks.collection import SYNTHETIC, Collection, load_collection
+from tasks.train import TrainingData
+
+LATEST = "latest"  # in the runs folder: a link to the newest run's folder
+
 
 class GridFailed(RuntimeError):
     """Some cells failed; every other cell finished and the summary says which failed."""
 
+    def __init__(self, message: str, run_dir: str) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
 
-def check_grid(models: list[str], clip_seconds: list[float], seeds: list[int], split: str) -> None:
-    """Refuse a grid that cannot run, before any work starts, with a message that says what is wrong."""
-    from models.registry import MODELS
-    from tasks.splits import parse_split
-
-    unknown = sorted(set(models) - set(MODELS))
-    if unknown or not models:
-        raise ValueError(f"unknown model(s) {unknown or models}; choose from {sorted(MODELS)}")
-    if not clip_seconds or any(seconds <= 0 for seconds in clip_seconds):
-        raise ValueError(f"clip lengths must be positive seconds, got {clip_seconds}")
-    if not seeds or any(seed < 0 for seed in seeds):
-        raise ValueError(f"seeds must be non-negative integers, got {seeds}")
-    parse_split(split)
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (str(self), self.run_dir)
 
 
-@task(name="collect-tracks", cache_policy=NO_CACHE)
+def run_name() -> str:
+    """`<collection>-<UTC start>-<id>`: readable in the UI and a folder name; stable when the run is retried."""
+    run = FlowRunContext.get().flow_run
+    data = str(flow_run.parameters.get("data", SYNTHETIC))
+    label = SYNTHETIC if data == SYNTHETIC else Path(data).name or "data"
+    return f"{label}-{run.created or datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{str(run.id)[:6]}"
+
+
+@task(name="scan-collection", cache_policy=NO_CACHE)
 def collect_task(data: str, tracks_per_genre: int, synthetic_root: Path) -> Collection:
-    """The input tracks: a GTZAN-layout folder, or the seeded synthetic collection written as audio."""
+    """The input tracks, each keyed by the hash of its content: a GTZAN-layout folder, or the seeded
+    synthetic collection written as audio."""
     collection = load_collection(data, tracks_per_genre=tracks_per_genre, synthetic_root=synthetic_root)
     get_run_logger().info("%d tracks in %d genres from %s", len(collection.tracks), len(collection.genres), data)
     return collection
 
 
-@task(name="store-summary", cache_policy=NO_CACHE)
-def store_summary_task(store: str) -> dict[str, Any]:
-    """What the store holds after extraction: counts, quarantine, data version."""
-    info = FeatureStore.open(store).info()
+@task(name="training-data", cache_policy=NO_CACHE)
+def training_data_task(store: str, feature_config: FeatureConfig, record: CollectionRecord) -> dict[str, Any]:
+    """The collection's tracks this run trains on (those extracted), with what the report says of the data."""
+    feature_set = FeatureSet.open(store, feature_config)
+    usable = feature_set.usable(record.tracks)
+    data = TrainingData(store, feature_config, record.root, tuple(usable.ready))
     logger = get_run_logger()
-    logger.info("store %s: %d tracks %s, data version %s", store, info["tracks"], info["genres"], info["data_version"])
-    for entry in info["quarantined"]:
-        logger.warning("quarantined %s: %s", entry["path"], entry["reason"])
-    return info
+    logger.info("%d of %d tracks of %s to train on, data version %s", len(usable.ready), len(record.tracks), record.root, data.data_version)
+    for track_id, reason in usable.quarantined.items():
+        logger.warning("quarantined %s: %s", track_id, reason)
+    if usable.missing:
+        logger.warning("%d track(s) not extracted (see the extraction's errors): %s", len(usable.missing), usable.missing[:5])
+    durations = {record.key: record.duration_s for record in feature_set.tracks()}
+    description = {
+        "store": store,
+        "collection": record.root,
+        "tracks": len(usable.ready),
+        "audio_hours": round(sum(durations[track.key] for track in usable.ready) / 3600, 4),
+        "genres": _genre_counts(usable.ready),
+        "data_version": data.data_version,
+        "feature_id": feature_config.identity(),
+        "feature_config": feature_config.to_dict(),
+        "quarantined": [{"path": track_id, "reason": reason} for track_id, reason in usable.quarantined.items()],
+        "missing": usable.missing,
+    }
+    return {"training_data": data, "description": description}
+
+
+def _genre_counts(tracks: list) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for track in tracks:
+        counts[track.genre] = counts.get(track.genre, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def report_task(out_dir: Path) -> None:
+def report_task(run_dir: Path) -> None:
     """Render report.md / report.html and publish them as Prefect artifacts."""
     from flows.artifacts import publish_report_artifacts
     from tasks.report import build_report
 
-    build_report(out_dir)
-    publish_report_artifacts(out_dir)
+    build_report(run_dir)
+    publish_report_artifacts(run_dir)
 
 
 def _write_json(path: Path, content: dict[str, Any]) -> None:
@@ -73,37 +106,45 @@ def _write_json(path: Path, content: dict[str, Any]) -> None:
     partial.replace(path)
 
 
-def _summary(outcomes: list[CellOutcome], out_dir: Path) -> dict[str, Any]:
+def _point_latest_at(run_dir: Path) -> None:
+    """Make `<runs>/latest` a link to this run's folder, replaced in one step."""
+    link, staged = run_dir.parent / LATEST, run_dir.parent / f".{LATEST}.{os.getpid()}"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(run_dir.name, target_is_directory=True)
+    staged.replace(link)
+
+
+def _summary(outcomes: list[CellOutcome], run_dir: Path) -> dict[str, Any]:
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
     return {
         "flow_run_id": str(flow_run.get_id()),
+        "flow_run_name": flow_run.get_name(),
         "state": "Failed" if failed else "Completed",
+        "run_dir": str(run_dir),
         "cells": [outcome.to_dict() for outcome in outcomes],
-        "results_path": str(out_dir / "results.json"),
+        "results_path": str(run_dir / "results.json"),
     }
 
 
-def _run_record(
-    started: str, store_info: dict[str, Any], extracted: list[Any], skipped: int, split: str
-) -> dict[str, Any]:
+def _run_record(started: str, data: dict[str, Any], extraction: Extraction, split: str) -> dict[str, Any]:
     """The run's provenance, which the report's data and run sections are made from."""
     from tasks.provenance import collect_environment
 
-    quarantined = sum(outcome.status == "quarantined" for outcome in extracted)
     return {
         "flow_run_id": str(flow_run.get_id()),
+        "flow_run_name": flow_run.get_name(),
         "started": started,
         "parameters": dict(flow_run.parameters),
         "environment": collect_environment(),
-        "store": store_info,
+        "data": data,
         "split": split,
-        "extraction": {"extracted": len(extracted) - quarantined, "skipped": skipped, "quarantined": quarantined},
+        "extraction": extraction.counts(),
     }
 
 
-@flow(name="genreflow", log_prints=True)
+@flow(name="genreflow", flow_run_name=run_name, log_prints=True)
 def genreflow_flow(
-    data: str = "synthetic",
+    data: str = SYNTHETIC,
     tracks_per_genre: int = 20,
     store: str = "runs/store.zarr",
     models: list[str] = list(DEFAULT_MODELS),
@@ -114,32 +155,34 @@ def genreflow_flow(
     crops_per_track: int | None = None,
     dask_address: str | None = None,
     workers: int | None = None,
-    out: str = "runs/latest",
+    out: str = "runs",
     cache: str = "runs/cache",
 ) -> dict[str, Any]:
     """Extract log-mels on Dask into Zarr, train every (model, clip, seed) cell, evaluate, and report."""
-    check_grid(models, clip_seconds, seeds, split)
-    out_dir, store = Path(out).resolve(), absolute_location(store)
-    cache_location = CacheLocation.for_run(cache, out_dir)
+    check_run(data, models, clip_seconds, seeds, split, tracks_per_genre, [out, cache, store])
+    runs_dir, store = Path(out).resolve(), absolute_location(store)
+    run_dir = runs_dir / flow_run.get_name()
+    cache_location = CacheLocation.for_run(cache, runs_dir)
     feature_config = FeatureConfig()
     started = datetime.now(timezone.utc).isoformat()
 
     collection = collect_task(data, tracks_per_genre, cache_location.local_root / "synthetic")
-    todo = plan_task(collection, store, feature_config)
-    extracted = extract_all(todo, store, feature_config, max(clip_seconds), dask_address, workers)
-    store_info = store_summary_task(store)
+    extraction = extract_collection(collection, store, feature_config, dask_address, workers)
+    prepared = training_data_task(store, feature_config, extraction.record)
 
     cells = [Cell(model, seconds, seed) for model in models for seconds in clip_seconds for seed in seeds]
-    grid = GridSettings(store, split, epochs, crops_per_track, store_info["data_version"], cache_location)
+    grid = GridSettings(prepared["training_data"], split, epochs, crops_per_track, cache_location, cache)
     outcomes, results = run_grid(cells, grid)
 
-    summary = _summary(outcomes, out_dir)
-    _write_json(out_dir / "results.json", {"cells": results})
-    _write_json(out_dir / "run.json", _run_record(started, store_info, extracted, len(collection.tracks) - len(todo), split))
-    _write_json(out_dir / "summary.json", summary)
-    report_task(out_dir)
+    summary = _summary(outcomes, run_dir)
+    _write_json(run_dir / "results.json", {"cells": results})
+    _write_json(run_dir / "run.json", _run_record(started, prepared["description"], extraction, split))
+    _write_json(run_dir / "summary.json", summary)
+    _point_latest_at(run_dir)
+    report_task(run_dir)
     failed = [cell for cell, outcome in zip(cells, outcomes, strict=True) if outcome.status == "failed"]
     if failed:
         names = ", ".join(cell.name for cell in failed)
-        raise GridFailed(f"{len(failed)} of {len(outcomes)} cells failed ({names}); the others finished. See {out_dir / 'summary.json'}")
+        message = f"{len(failed)} of {len(outcomes)} cells failed ({names}); the others finished. See {run_dir / 'summary.json'}"
+        raise GridFailed(message, str(run_dir))
     return summary

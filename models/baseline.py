@@ -2,59 +2,113 @@
 
 It sees each clip as 2 x n_mels numbers (no order in time), which is what "timbre on average" means; any
 network that does not beat it has not learned anything that needs a network. Standardised features and a
-multinomial logistic regression (L2, C=1) from scikit-learn.
+multinomial logistic regression (L2, C=1) from scikit-learn, fitted once; what it learned is kept as plain
+arrays (`baseline.npz`, read without pickle) and applied with numpy, so a model directory never runs code.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 MAX_ITERATIONS = 2000
+FILE_NAME = "baseline.npz"
+ARRAYS = ("mean", "scale", "coef", "intercept", "classes", "n_genres")
 
 
+@dataclass
 class BandStatisticsClassifier:
-    """Clips (n, frames, mels) in, genre probabilities (n, n_genres) out; the same calls as a Keras model."""
+    """Clips (n, frames, mels) in, genre probabilities (n, n_genres) out; the same calls as a Keras model.
 
-    def __init__(self, n_genres: int) -> None:
-        self.n_genres = n_genres
-        self.pipeline: Pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=MAX_ITERATIONS))
+    Before `fit_batches` it holds no weights; afterwards `mean`/`scale` standardise a clip's summary and
+    `coef`/`intercept` (one row per class in `classes`, or one row for two classes) score it.
+    """
+
+    n_genres: int
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    coef: np.ndarray | None = None
+    intercept: np.ndarray | None = None
+    classes: np.ndarray | None = None
 
     def fit_batches(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
         """Fit on a stream of (clips, labels) batches, keeping only their summaries in memory."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
         summaries, labels = [], []
         for clips, batch_labels in batches:
             summaries.append(band_summary(clips))
             labels.append(batch_labels)
-        self.pipeline.fit(np.concatenate(summaries), np.concatenate(labels))
+        features, targets = np.concatenate(summaries), np.concatenate(labels)
+        scaler = StandardScaler().fit(features)
+        regression = LogisticRegression(max_iter=MAX_ITERATIONS).fit(scaler.transform(features), targets)
+        self.mean, self.scale = scaler.mean_, scaler.scale_
+        self.coef, self.intercept, self.classes = regression.coef_, regression.intercept_, regression.classes_
 
     def predict_on_batch(self, clips: np.ndarray) -> np.ndarray:
         """Probabilities for every genre, zero for a genre that training never saw."""
+        scores = ((band_summary(clips) - self.mean) / self.scale) @ self.coef.T + self.intercept
         probabilities = np.zeros((clips.shape[0], self.n_genres), dtype=np.float32)
-        probabilities[:, self.pipeline.classes_] = self.pipeline.predict_proba(band_summary(clips))
+        probabilities[:, self.classes] = _class_probabilities(scores)
         return probabilities
 
     def count_params(self) -> int:
         """Learned numbers: the regression's weights and intercepts plus the scaler's means and scales."""
-        regression = self.pipeline[-1]
-        scaler = self.pipeline[0]
-        return int(regression.coef_.size + regression.intercept_.size + scaler.mean_.size + scaler.scale_.size)
+        return int(self.coef.size + self.intercept.size + self.mean.size + self.scale.size)
 
     def save(self, path: Path) -> None:
-        joblib.dump(self, path)
+        """Plain arrays, written through a temporary name so a reader never sees half a file."""
+        arrays = {name: np.asarray(getattr(self, name)) for name in ARRAYS}
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(buffer.getvalue())
+        partial.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> BandStatisticsClassifier:
-        model = joblib.load(path)
-        if not isinstance(model, cls):
-            raise TypeError(f"{path} does not hold a {cls.__name__}")
+        """Read the arrays without pickle and check that they fit together; refuse anything else."""
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                arrays = {name: stored[name] for name in ARRAYS}
+        except (ValueError, KeyError, OSError) as error:
+            raise ValueError(f"{path} is not a genreflow baseline ({error})") from error
+        model = cls(int(arrays.pop("n_genres")), **arrays)
+        model.check(path)
         return model
+
+    def check(self, path: Path) -> None:
+        """Shapes and kinds that `predict_on_batch` relies on."""
+        features = self.mean.shape[0] if self.mean.ndim == 1 else -1
+        rows = self.coef.shape[0] if self.coef.ndim == 2 else -1
+        consistent = (
+            features > 0
+            and self.scale.shape == self.mean.shape
+            and self.coef.shape[1:] == (features,)
+            and rows in (1, len(self.classes))
+            and self.intercept.shape == (rows,)
+            and np.issubdtype(self.classes.dtype, np.integer)
+            and len(self.classes) >= 2
+            and all(0 <= value < self.n_genres for value in self.classes)
+            and all(np.issubdtype(array.dtype, np.floating) for array in (self.mean, self.scale, self.coef, self.intercept))
+        )
+        if not consistent:
+            raise ValueError(f"{path} is not a genreflow baseline: its arrays do not fit together")
+
+
+def _class_probabilities(scores: np.ndarray) -> np.ndarray:
+    """scikit-learn's predict_proba from decision scores: softmax over the classes, or for two classes
+    the logistic of the one score."""
+    if scores.shape[1] == 1:
+        positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+        return np.stack([1.0 - positive, positive], axis=1)
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def band_summary(clips: np.ndarray) -> np.ndarray:

@@ -1,25 +1,34 @@
-"""One registry from model name to builder, and how a built model is saved and loaded.
+"""One registry from model name to its builder, display name and shortest clip; how models are saved and loaded.
 
 A builder takes the clip shape (frames, mel bands) and the number of genres and returns either a Keras
 model or a `BandStatisticsClassifier`; both answer `predict_on_batch(clips)` and `count_params()`, so the
 training and evaluation code never asks which model it holds except to fit and to save it. Adding a model
-is adding an entry to `MODELS` (the tests add one that way).
+is adding an entry to `MODELS` (the tests add one that way); its order is the order reports list models in.
+Builders are named, not imported: reading the registry (the command line's checks, `--help`) costs no
+TensorFlow import, and a `ModelSpec` travels to another process as a few strings.
+
+A model directory is data, never code: Keras files load in safe mode (no Lambda layers, no custom objects)
+and the baseline is arrays in an `.npz` read without pickle. A `model.joblib` (a pickle, which runs code
+when loaded) is refused before it is opened.
 """
 
 from __future__ import annotations
 
+import importlib
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import keras
 import numpy as np
 
-from models import baseline, cnn, crnn, rnn
+from genreflow.config import FeatureConfig
+from models.baseline import FILE_NAME as BASELINE_FILE
 from models.baseline import BandStatisticsClassifier
 
 KERAS_FILE = "model.keras"
-BASELINE_FILE = "model.joblib"
+PICKLE_FILES = ("model.joblib", "model.pkl", "model.pickle")
 
 
 class Classifier(Protocol):
@@ -31,20 +40,74 @@ class Classifier(Protocol):
 
 
 Builder = Callable[[tuple[int, int], int], Any]
-MODELS: dict[str, Builder] = {
-    "baseline": baseline.build,
-    "cnn": cnn.build,
-    "rnn": rnn.build,
-    "crnn": crnn.build,
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as the rest of genreflow knows it."""
+
+    name: str
+    builder: str  # "<module>:<function>"
+    display_name: str
+    min_frames: int  # the shortest clip it takes: its time pooling must leave at least one step
+
+    def __post_init__(self) -> None:
+        if self.min_frames < 1 or ":" not in self.builder:
+            raise ValueError(f"model {self.name}: min_frames must be >= 1 and builder '<module>:<function>'")
+
+    @property
+    def module(self) -> str:
+        """The module that defines it: what a cell's cache key hashes as the model's own code."""
+        return self.builder.partition(":")[0]
+
+    def build(self, input_shape: tuple[int, int], n_genres: int) -> Any:
+        """The untrained model for clips of `input_shape` (frames, mel bands)."""
+        function: Builder = getattr(importlib.import_module(self.module), self.builder.partition(":")[2])
+        return function(input_shape, n_genres)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("baseline", "models.baseline:build", "baseline", min_frames=1),
+        ModelSpec("cnn", "models.cnn:build", "CNN", min_frames=8),  # three time pools of 2
+        ModelSpec("rnn", "models.rnn:build", "RNN", min_frames=1),
+        ModelSpec("crnn", "models.crnn:build", "CRNN", min_frames=16),  # four time pools of 2
+    )
 }
-MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+
+
+def model_names() -> tuple[str, ...]:
+    """Every registered model, in the registry's order."""
+    return tuple(MODELS)
+
+
+def spec(name: str) -> ModelSpec:
+    """The registry entry of `name`; an unknown name is refused with the known ones."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def register(model: ModelSpec) -> None:
+    """Add (or replace) a model: how a user, or a test, adds one."""
+    MODELS[model.name] = model
 
 
 def build_model(name: str, input_shape: tuple[int, int], n_genres: int) -> Any:
-    """The untrained model `name`; an unknown name is refused with the known ones."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return MODELS[name](input_shape, n_genres)
+    """The untrained model `name`."""
+    return spec(name).build(input_shape, n_genres)
+
+
+def check_clip(model: str, clip_seconds: float, feature_config: FeatureConfig) -> int:
+    """The clip's length in frames, once it is one `model` can take; a clear error otherwise."""
+    if not (isinstance(clip_seconds, int | float) and math.isfinite(clip_seconds) and clip_seconds > 0):
+        raise ValueError(f"a clip length must be a positive, finite number of seconds, got {clip_seconds}")
+    frames, shortest = feature_config.frames_for(clip_seconds), spec(model).min_frames
+    if frames < shortest:
+        seconds = shortest * feature_config.hop_length / feature_config.sample_rate
+        raise ValueError(f"a {clip_seconds:g} s clip is {frames} frame(s); {model} needs at least {shortest} ({seconds:.2f} s)")
+    return frames
 
 
 def is_keras(model: Any) -> bool:
@@ -60,16 +123,24 @@ def save_model(model: Any, directory: Path) -> Path:
 
 
 def model_file(directory: Path) -> Path:
-    """The saved model inside `directory`, whichever kind it is."""
+    """The saved model inside `directory`, whichever kind it is; a pickle is refused unopened."""
     for name in (KERAS_FILE, BASELINE_FILE):
         if (directory / name).is_file():
             return directory / name
+    pickles = [name for name in PICKLE_FILES if (directory / name).exists()]
+    if pickles:
+        raise ValueError(
+            f"{directory / pickles[0]} is a pickle, which can run code when loaded: genreflow does not open it. "
+            "Model directories hold data only; train the model again with this genreflow."
+        )
     raise FileNotFoundError(f"{directory} holds no trained model ({KERAS_FILE} or {BASELINE_FILE})")
 
 
 def load_model(directory: Path) -> Classifier:
-    """The model saved in `directory` by `save_model`."""
+    """The model saved in `directory` by `save_model`, loaded as data (see the module's docstring)."""
     path = model_file(directory)
     if path.name == BASELINE_FILE:
         return BandStatisticsClassifier.load(path)
-    return keras.models.load_model(path)
+    import keras  # deferred: the registry itself is read without TensorFlow
+
+    return keras.models.load_model(path, safe_mode=True)

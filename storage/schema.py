@@ -1,141 +1,185 @@
-"""The feature store's layout: every name, dtype, chunk shape and version lives here.
+"""The store's layout: every name, dtype, chunk shape and version lives here.
 
 Layout of a store (a Zarr v3 group, local path or any fsspec URL)::
 
-    <store>/                         root group, attrs["genreflow"] = StoreHeader
-      batches/<batch name>           float16 array (tracks, frames, n_mels), chunks (1, CHUNK_FRAMES, n_mels),
-                                     Blosc/zstd, one Blosc block per chunk, chunk keys c.<row>.<i>.0; one
-                                     row per track, written by one extraction task;
-                                     attrs = {"complete": false, "track_ids": [...]} when created, then
-                                     {"complete": true, "tracks": [TrackRecord, one per row]} written last
-      quarantine/<genre>/<file name> empty group; attrs = {"track_id", "reason", "source"}
+    <store>/                              root group, attrs["genreflow"] = {"schema_version": 4}
+      features/<feature id>/              one group per feature configuration, attrs {"feature_config": ...}
+        batches/<batch name>              float16 array (tracks, frames, n_mels), chunks (1, CHUNK_FRAMES,
+                                          n_mels), Blosc/zstd then a CRC-32C checksum per chunk, fill value
+                                          NaN, chunk keys c.<row>.<i>.0; one row per track, written by one
+                                          extraction task; attrs = {"complete": false, "keys": [...]} when
+                                          created, then {"complete": true, "tracks": [TrackRecord, ...]} last
+        quarantine/<key>                  empty group; attrs = QuarantineRecord
+      collections/<collection id>         empty group; attrs = CollectionRecord (a folder's tracks, labelled)
 
-A batch is complete only once its attributes say `"complete": true` and list its tracks' records; that
-update is the last write of the batch, so a process killed earlier leaves a batch that readers treat as
-missing (its `track_ids` are what `FeatureStore.incomplete_track_ids()` lists, so the next extraction
-redoes them). Row r holds the track of record r in its first `n_frames` frames; the frames after them
-(a row is as long as the batch's longest track) are never written and never read. Batch names start with
-the time they were written, so they sort oldest first: when a changed file is extracted again its newer
-copy wins, and the older row stays on disk (`store info` counts such superseded copies). A batch none of whose
-rows is a newest copy, or one left incomplete, is dead: `FeatureStore.compact` deletes dead batches once they
-have been dead for a minimum age (a batch is deleted whole; one that still holds a newest copy stays).
+Features are stored by the *content* of the audio they came from (`key`: the XXH3-128 hash of the file's
+bytes), never by its name: two folders holding different files under the same names never overwrite each
+other, a file copied elsewhere is extracted once, and a file whose bytes change is a new key whatever its
+timestamps say. Labels belong to a collection, not to the features: a collection record lists a folder's
+tracks as (track id `<genre>/<file name>`, genre, key). A run trains on exactly its collection's tracks.
 
-Why batches, not one array per track: Zarr's cost per array (creating it, its metadata, the event-loop
-round trips) was 14 ms of CPU per track here, more than the log-mel itself; one array per extraction task
-(up to 32 tracks, tasks/extract.py), written with one round trip, cost about 4 ms per track in batches of
-9. Every writer still writes only its own arrays, so writers in many processes never share a file. A store
-made with another `SCHEMA_VERSION` or another `FeatureConfig` is refused with an error that says which: one
-store holds one feature configuration, so a new configuration needs a new store path.
+A batch is complete only once its attributes say `"complete": true` and list its tracks' records; that update
+is the last write of the batch, so a process killed earlier leaves a batch that readers treat as missing (its
+`keys` are what `FeatureSet.incomplete_keys()` lists). Row r holds the track of record r in its first
+`n_frames` frames; the frames after them (a row is as long as the batch's longest track) are never read.
+Batch names start with the time they were written, so they sort oldest first: a track extracted again wins
+over its older copy, which `FeatureSet.compact` deletes once no reader can still need it.
+
+Damage is caught, never read as data: every chunk carries a CRC-32C of its compressed bytes, a missing chunk
+reads as the NaN fill value (log-mels are always finite), and a batch whose metadata does not parse is
+listed as damaged rather than crashing a listing (`genreflow store verify`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-# 1: one array per track (genreflow before batches); 2: batches; 3: sources hashed with XXH3-128, not SHA-256,
-# and chunk keys separated by "." (CHUNK_KEY_SEPARATOR)
-SCHEMA_VERSION = 3
+# 1: one array per track; 2: batches; 3: XXH3-128 source hashes; 4: features by content key, several feature
+# configurations and the collections' labels in one store, checksummed chunks with a NaN fill value.
+SCHEMA_VERSION = 4
 HEADER_KEY = "genreflow"
+FEATURES_GROUP = "features"
 BATCHES_GROUP = "batches"
 QUARANTINE_GROUP = "quarantine"
+COLLECTIONS_GROUP = "collections"
+FEATURE_CONFIG_KEY = "feature_config"
 COMPLETE_FLAG = "complete"
-TRACK_IDS_KEY = "track_ids"  # a batch's tracks, known from its creation on
+KEYS_KEY = "keys"  # a batch's tracks, known from its creation on
 RECORDS_KEY = "tracks"  # their records, written with the completion flag
+METADATA_DOCUMENT = "zarr.json"
 # 1,536 frames (35.7 s) of 128 float16 bands is a 384 KiB chunk, so a GTZAN track (1,293 frames) is one
-# chunk and a long track is cut into pieces that a random crop reads one or two of. Zarr's cost is per chunk,
-# not per byte, at this size (measured here on 30 s tracks, with schema 1's one array per track): writing a
-# track took 18.5 ms with 256-frame chunks against 11.2 ms with one chunk, and reading a random 1 s / 5 s /
-# 30 s crop of a gtzan-mini track 1.9 / 2.6 / 5.3 ms against 2.1 / 2.0 / 2.0 ms.
+# chunk and a long track is cut into pieces that a random crop reads one or two of (docs/design.md).
 CHUNK_FRAMES = 1536
-# Chunk keys "c.<row>.<frame chunk>.0", all files in the batch's own folder, rather than Zarr's default
-# "c/<row>/<frame chunk>/0", which made two folders per track on local disk (measured here, interleaved over 12
-# rounds of gtzan-mini, twice: 3-4% less CPU to write a batch).
+# Chunk keys "c.<row>.<frame chunk>.0": every file of a batch in its own folder (docs/design.md).
 CHUNK_KEY_SEPARATOR = "."
 BLOSC_CNAME = "zstd"
-# Log-mel float16 hardly compresses (331 KB raw per 30 s; with Blosc's default blocks 277 KB at level 1, 267 KB
-# at 3 or 5); level 1 costs about 12 ms less CPU per track than level 5 when writing, measured here.
-BLOSC_LEVEL = 1
-# Blosc cuts a chunk into blocks and compresses each on its own; its default for float16 here is small blocks.
-# One block per chunk, measured here on gtzan-mini chunks (interleaved, 25 rounds): 1.07 ms to compress
-# instead of 1.54, 0.30 ms to decompress instead of 0.57, and 6% fewer bytes (ratio 0.68 against 0.73). Zarr
-# decodes whole chunks anyway, so smaller blocks would buy nothing.
+BLOSC_LEVEL = 1  # log-mel float16 hardly compresses more at higher levels, which cost more CPU
+CHECKSUM_BYTES = 4  # the CRC-32C the crc32c codec appends to each chunk
 
 
 def blosc_block_bytes(n_mels: int, itemsize: int) -> int:
-    """Blosc's block size: one block per chunk of CHUNK_FRAMES frames of `n_mels` values (see above)."""
+    """One Blosc block per chunk: Zarr decodes whole chunks anyway, and one block compresses faster."""
     return CHUNK_FRAMES * n_mels * itemsize
 
 
-@dataclass(frozen=True)
-class SourceStamp:
-    """What identifies an audio file: size and mtime tell the next run whether to extract it again, the
-    content hash goes into the data version (`FeatureStore.data_version`) that trained models are keyed by.
+def chunk_count(n_frames: int) -> int:
+    """How many chunks a row of `n_frames` frames is written in (at least one)."""
+    return max(1, -(-n_frames // CHUNK_FRAMES))
 
-    The hash is XXH3-128 (hex): it only has to tell accidentally different files apart, which its 128 bits do
-    as well as SHA-256's, and it costs 0.03 ms of CPU per 30 s WAV track against SHA-256's 0.88 (measured here,
-    SHA-NI in use), about 5% of extracting the track. It is not meant to resist a forger: whoever can write
-    the training files can change the models anyway.
-    """
 
-    path: str
-    size: int
-    mtime_ns: int
-    xxh3_128: str
+def chunk_key(row: int, index: int) -> str:
+    """A chunk's key inside its batch, as the array's chunk key encoding writes it."""
+    return CHUNK_KEY_SEPARATOR.join(("c", str(row), str(index), "0"))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "xxh3_128": self.xxh3_128}
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SourceStamp:
-        return cls(values["path"], int(values["size"]), int(values["mtime_ns"]), values["xxh3_128"])
+def collection_id(root: str) -> str:
+    """A collection's name in the store: its folder (absolute path or URL), hashed to a safe node name."""
+    return hashlib.sha256(root.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class TrackRecord:
-    """One complete track in the store: its label, source and shape."""
+    """One complete track's features: the content key of its audio, its length, and where it was read."""
 
-    track_id: str
-    genre: str
+    key: str
     n_frames: int
     duration_s: float
-    source: SourceStamp
+    source: str  # the path it was first extracted from (for people; the key is what identifies it)
 
     def to_attrs(self) -> dict[str, Any]:
-        return {
-            "track_id": self.track_id,
-            "genre": self.genre,
-            "n_frames": self.n_frames,
-            "duration_s": self.duration_s,
-            "source": self.source.to_dict(),
-        }
+        return {"key": self.key, "n_frames": self.n_frames, "duration_s": self.duration_s, "source": self.source}
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> TrackRecord:
-        return cls(
-            track_id=attrs["track_id"],
-            genre=attrs["genre"],
-            n_frames=int(attrs["n_frames"]),
-            duration_s=float(attrs["duration_s"]),
-            source=SourceStamp.from_dict(attrs["source"]),
-        )
+        return cls(str(attrs["key"]), int(attrs["n_frames"]), float(attrs["duration_s"]), str(attrs["source"]))
 
 
 @dataclass(frozen=True)
 class QuarantineRecord:
-    """A file that could not be turned into features, and why."""
+    """Audio content that could not be turned into features, and why."""
 
-    track_id: str
+    key: str
     reason: str
-    source: SourceStamp
+    source: str
 
     def to_attrs(self) -> dict[str, Any]:
-        return {"track_id": self.track_id, "reason": self.reason, "source": self.source.to_dict()}
+        return {"key": self.key, "reason": self.reason, "source": self.source}
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> QuarantineRecord:
-        return cls(attrs["track_id"], attrs["reason"], SourceStamp.from_dict(attrs["source"]))
+        return cls(str(attrs["key"]), str(attrs["reason"]), str(attrs["source"]))
+
+
+@dataclass(frozen=True)
+class CollectionTrack:
+    """One track of a collection: its id (`<genre>/<file name>`), its label and the key of its content."""
+
+    track_id: str
+    genre: str
+    key: str
+
+    def to_json(self) -> list[str]:
+        return [self.track_id, self.genre, self.key]
+
+    @classmethod
+    def from_json(cls, values: list[str]) -> CollectionTrack:
+        track_id, genre, key = values
+        return cls(str(track_id), str(genre), str(key))
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    """What a folder held when it was last extracted: its tracks, each labelled and keyed by content."""
+
+    root: str
+    tracks: tuple[CollectionTrack, ...]
+    recorded: str  # ISO time of the extraction that wrote this record
+
+    @property
+    def id(self) -> str:
+        return collection_id(self.root)
+
+    @property
+    def genres(self) -> list[str]:
+        return sorted({track.genre for track in self.tracks})
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {"root": self.root, "recorded": self.recorded, "tracks": [track.to_json() for track in self.tracks]}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> CollectionRecord:
+        tracks = tuple(CollectionTrack.from_json(values) for values in attrs["tracks"])
+        return cls(str(attrs["root"]), tracks, str(attrs["recorded"]))
+
+
+def data_version(feature_id: str, tracks: list[CollectionTrack] | tuple[CollectionTrack, ...]) -> str:
+    """The identity of what a training learns from: the feature configuration and every track's id, label
+    and content, in track order. Nothing else (other collections in the store, clip lengths) enters it."""
+    digest = hashlib.sha256(feature_id.encode())
+    for track in sorted(tracks, key=lambda track: track.track_id):
+        digest.update(f"\n{track.track_id}\t{track.genre}\t{track.key}".encode())
+    return digest.hexdigest()[:16]
 
 
 class StoreError(RuntimeError):
-    """The store cannot be used as asked (wrong version, other feature config, missing)."""
+    """The store cannot be used as asked (missing, another version, damaged, lacking a feature set)."""
+
+
+class DamagedTrackError(StoreError):
+    """A stored track's features cannot be trusted: a chunk is missing, fails its checksum or will not decode."""
+
+    def __init__(self, key: str, reason: str, track_id: str | None = None) -> None:
+        super().__init__(f"{track_id or 'track ' + key}: {reason}")
+        self.key = key
+        self.reason = reason
+        self.track_id = track_id
+
+    def named(self, track_id: str) -> DamagedTrackError:
+        """The same damage, named by the track id a reader knows the track by."""
+        return DamagedTrackError(self.key, self.reason, track_id)
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str | None]]:
+        """Pickle by the constructor's arguments (Dask and Prefect move exceptions between processes)."""
+        return type(self), (self.key, self.reason, self.track_id)

@@ -1,26 +1,30 @@
-"""Reading and writing the Zarr feature store; the only module that touches Zarr paths.
+"""Reading and writing the Zarr store; the only module that touches Zarr paths (layout in storage/schema.py).
 
-Writers (one per extraction task, possibly in many processes at once) each write their own batch array, so
-no two writers ever touch the same file. Readers see only tracks of complete batches, each at its newest copy.
+`Store` is the whole store: its header, the collections it has seen and its feature sets. `FeatureSet` is
+one feature configuration's features, stored by content key. Writers (one per extraction task, possibly in
+many processes at once) each write their own batch array, so no two writers ever touch the same file.
+Readers see only tracks of complete batches, each at its newest copy, and never read damage as data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
+import google_crc32c
 import numpy as np
 import zarr
 import zarr.api.asynchronous
-from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import GroupMetadata
 from zarr.core.metadata import ArrayV3Metadata
@@ -33,19 +37,33 @@ from storage.schema import (
     BATCHES_GROUP,
     BLOSC_CNAME,
     BLOSC_LEVEL,
+    CHECKSUM_BYTES,
     CHUNK_FRAMES,
     CHUNK_KEY_SEPARATOR,
+    COLLECTIONS_GROUP,
     COMPLETE_FLAG,
+    FEATURE_CONFIG_KEY,
+    FEATURES_GROUP,
     HEADER_KEY,
+    KEYS_KEY,
+    METADATA_DOCUMENT,
     QUARANTINE_GROUP,
     RECORDS_KEY,
     SCHEMA_VERSION,
-    TRACK_IDS_KEY,
+    CollectionRecord,
+    CollectionTrack,
+    DamagedTrackError,
     QuarantineRecord,
     StoreError,
     TrackRecord,
     blosc_block_bytes,
+    chunk_count,
+    chunk_key,
+    data_version,
 )
+
+# Tracks whose chunks are checked at once (each chunk is read whole): bounds the memory a check holds.
+CHECK_WINDOW_TRACKS = 32
 
 
 def absolute_location(location: str) -> str:
@@ -53,13 +71,150 @@ def absolute_location(location: str) -> str:
     return location if "://" in location else str(Path(location).resolve())
 
 
-def _split_track_id(track_id: str) -> tuple[str, str]:
-    genre, _, name = track_id.partition("/")
-    if not genre or not name or "/" in name:
-        raise ValueError(f"track id must be '<genre>/<file name>', got {track_id!r}")
-    return genre, name
+def utc_now() -> str:
+    """The time records are stamped with."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# ---- the whole store ---------------------------------------------------------------------------------------
+class Store:
+    """A handle on one store: its header is checked once, on open."""
+
+    def __init__(self, root: zarr.AsyncGroup, location: str, writable: bool) -> None:
+        self._async_root = root
+        self._root = zarr.Group(root)
+        self.location = location
+        self.writable = writable
+
+    @classmethod
+    def create_or_open(cls, location: str, storage_options: dict[str, Any] | None = None) -> Store:
+        """Open the store for writing, creating it if absent; refuse one of another schema version."""
+        root = _open_root(location, "a", storage_options)
+        header = _read_header(root, location, missing_ok=True)
+        if header is None:
+            sync(root.update_attributes({HEADER_KEY: {"schema_version": SCHEMA_VERSION}}))
+        return cls(root, location, writable=True)
+
+    @classmethod
+    def open(cls, location: str, storage_options: dict[str, Any] | None = None, writable: bool = False) -> Store:
+        """Open an existing store, for reading unless `writable`."""
+        try:
+            root = _open_root(location, "r+" if writable else "r", storage_options)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as error:
+            raise StoreError(f"no genreflow store at {location}") from error
+        except (ValueError, json.JSONDecodeError) as error:
+            raise StoreError(f"{location}: the store's own metadata is damaged ({error})") from error
+        _read_header(root, location, missing_ok=False)
+        return cls(root, location, writable)
+
+    # ---- feature sets ------------------------------------------------------------------------------
+    def feature_set(self, feature_config: FeatureConfig) -> FeatureSet:
+        """The features made with `feature_config`; created if the store is writable, else it must exist."""
+        path = f"{FEATURES_GROUP}/{feature_config.identity()}"
+        if self.writable:
+            group = sync(_require_group(self._async_root, path))
+            if FEATURE_CONFIG_KEY not in group.attrs:
+                sync(group.update_attributes({FEATURE_CONFIG_KEY: feature_config.to_dict()}))
+        else:
+            try:
+                group = sync(self._async_root.getitem(path))
+            except KeyError:
+                raise StoreError(
+                    f"{self.location} holds no features made with {feature_config.to_dict()}; extract into it "
+                    "first (genreflow extract, or genreflow run)"
+                ) from None
+        return FeatureSet(self, group, feature_config)
+
+    def feature_configs(self) -> list[FeatureConfig]:
+        """The feature configurations the store holds features of."""
+        if FEATURES_GROUP not in self._root:
+            return []
+        groups = sorted(self._root[FEATURES_GROUP].groups())
+        return [FeatureConfig.from_dict(group.attrs[FEATURE_CONFIG_KEY]) for _, group in groups]
+
+    # ---- collections -------------------------------------------------------------------------------
+    def record_collection(self, root: str, tracks: Iterable[CollectionTrack]) -> CollectionRecord:
+        """Remember what the folder `root` holds now (replacing what it held before); returns the record."""
+        record = CollectionRecord(root, tuple(sorted(tracks, key=lambda track: track.track_id)), utc_now())
+        group = sync(_require_group(self._async_root, COLLECTIONS_GROUP))
+        sync(group.create_group(record.id, overwrite=True, attributes=record.to_attrs()))
+        return record
+
+    def collections(self) -> list[CollectionRecord]:
+        """Every collection the store has seen, by folder; a record that does not parse is left out (verify
+        names it)."""
+        return [record for record in self._collection_records() if isinstance(record, CollectionRecord)]
+
+    def collection(self, root: str) -> CollectionRecord | None:
+        """The record of the folder `root`, if it was ever extracted into this store."""
+        return next((record for record in self.collections() if record.root == root), None)
+
+    def _collection_records(self) -> list[CollectionRecord | tuple[str, str]]:
+        """Parsed records, or (node name, why it does not parse)."""
+        if COLLECTIONS_GROUP not in self._root:
+            return []
+        records: list[CollectionRecord | tuple[str, str]] = []
+        for name in sync(_child_names(self._root[COLLECTIONS_GROUP].store_path)):
+            try:
+                records.append(CollectionRecord.from_attrs(self._root[COLLECTIONS_GROUP][name].attrs.asdict()))
+            except (KeyError, TypeError, ValueError) as error:
+                records.append((name, f"collection record unreadable ({type(error).__name__}: {error})"))
+        return records
+
+    # ---- summaries ---------------------------------------------------------------------------------
+    def bytes_on_disk(self) -> int:
+        """Total size of every object in the store (files on disk, or objects in a bucket)."""
+        return sync(_bytes_under(self._root.store, [""]))
+
+    def info(self) -> dict[str, Any]:
+        """The summary `genreflow store info` prints: feature sets, collections, size."""
+        feature_sets = [self.feature_set(config) for config in self.feature_configs()]
+        return {
+            "location": self.location,
+            "schema_version": SCHEMA_VERSION,
+            "feature_sets": [feature_set.info() for feature_set in feature_sets],
+            "collections": [_collection_info(record, feature_sets) for record in self.collections()],
+            "bytes_on_disk": self.bytes_on_disk(),
+        }
+
+    def compact(self, min_age_s: float, dry_run: bool = False) -> Compaction:
+        """`FeatureSet.compact` over every feature set, as one account."""
+        parts = [self.feature_set(config).compact(min_age_s, dry_run) for config in self.feature_configs()]
+        return Compaction(
+            removed=[batch for part in parts for batch in part.removed],
+            bytes_freed=sum(part.bytes_freed for part in parts),
+            too_young=sum(part.too_young for part in parts),
+            dry_run=dry_run,
+        )
+
+    def verify(self) -> list[Damage]:
+        """Everything in the store that cannot be trusted: collection records that do not parse, and each
+        feature set's damaged batches and tracks (every chunk of every complete track is read)."""
+        damage = [
+            Damage("collection", record[0], record[1])
+            for record in self._collection_records()
+            if not isinstance(record, CollectionRecord)
+        ]
+        for config in self.feature_configs():
+            damage += self.feature_set(config).verify()
+        return damage
+
+
+def _collection_info(record: CollectionRecord, feature_sets: Sequence[FeatureSet]) -> dict[str, Any]:
+    """A collection as `store info` shows it: its folder, tracks, genres and, per feature set, what is usable."""
+    return {
+        "root": record.root,
+        "recorded": record.recorded,
+        "tracks": len(record.tracks),
+        "genres": dict(sorted(Counter(track.genre for track in record.tracks).items())),
+        "feature_sets": {
+            feature_set.feature_config.identity(): feature_set.usable(record.tracks).summary()
+            for feature_set in feature_sets
+        },
+    }
+
+
+# ---- one feature set -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StoredTrack:
     """Where a complete track's frames are: a row of a batch array."""
@@ -68,59 +223,73 @@ class StoredTrack:
     batch: zarr.Array
     row: int
 
+    @property
+    def batch_name(self) -> str:
+        return self.batch.basename
+
 
 @dataclass(frozen=True)
 class DeadBatch:
-    """A batch array that no reader with a current index needs: every row superseded, or never completed."""
+    """A batch array that no reader with a current index needs: every row superseded, never completed, or
+    damaged beyond reading its metadata."""
 
     name: str
-    reason: Literal["superseded", "incomplete"]
+    reason: Literal["superseded", "incomplete", "damaged"]
     # Since when nothing new needs it, ns since the epoch: for a superseded batch, when the newest of the copies
-    # that replaced its rows was written; for an incomplete one, when it was created.
+    # that replaced its rows was written; for the others, when it was created.
     dead_since_ns: int
 
 
 @dataclass(frozen=True)
-class StoreIndex:
-    """What the store's batches hold, read from their attributes alone (no chunk is read)."""
+class DamagedBatch:
+    """A batch whose metadata cannot be read: its tracks are unknown, so they read as never extracted."""
 
-    complete: dict[str, StoredTrack]  # track id -> its newest complete copy
-    incomplete: set[str]  # tracks of batches that never finished, with no complete copy anywhere
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StoreIndex:
+    """What a feature set's batches hold, read from their metadata alone (no chunk is read)."""
+
+    complete: dict[str, StoredTrack]  # key -> its newest complete copy
+    incomplete: set[str]  # keys of batches that never finished, with no complete copy anywhere
     superseded: int  # older complete copies of tracks that were extracted again
     dead: tuple[DeadBatch, ...]
+    damaged: tuple[DamagedBatch, ...]
 
     @classmethod
-    def of(cls, batches: Sequence[zarr.Array]) -> StoreIndex:
+    def of(cls, batches: Sequence[zarr.Array], damaged: Sequence[DamagedBatch]) -> StoreIndex:
         """Index `batches`, oldest first, so that a newer copy of a track replaces an older one."""
         complete: dict[str, StoredTrack] = {}
         started: set[str] = set()
         superseded = 0
-        dead = []
-        tracks_of: dict[str, list[str]] = {}  # complete batch -> its track ids
+        dead = [DeadBatch(batch.name, "damaged", _written_ns(batch.name)) for batch in damaged]
+        keys_of: dict[str, list[str]] = {}  # complete batch -> its keys
         for batch in batches:
             attrs = batch.attrs
             if not attrs.get(COMPLETE_FLAG):
-                started.update(attrs.get(TRACK_IDS_KEY, []))
+                started.update(attrs.get(KEYS_KEY, []))
                 dead.append(DeadBatch(batch.basename, "incomplete", _written_ns(batch.basename)))
                 continue
             records = [TrackRecord.from_attrs(values) for values in attrs[RECORDS_KEY]]
-            tracks_of[batch.basename] = [record.track_id for record in records]
+            keys_of[batch.basename] = [record.key for record in records]
             for row, record in enumerate(records):
-                superseded += record.track_id in complete
-                complete[record.track_id] = StoredTrack(record, batch, row)
-        dead += _superseded_batches(tracks_of, complete)
-        return cls(complete, started - complete.keys(), superseded, tuple(dead))
+                superseded += record.key in complete
+                complete[record.key] = StoredTrack(record, batch, row)
+        dead += _superseded_batches(keys_of, complete)
+        return cls(complete, started - complete.keys(), superseded, tuple(dead), tuple(damaged))
 
     def records(self) -> list[TrackRecord]:
-        """The complete tracks' records, sorted by track id."""
-        return [self.complete[track_id].record for track_id in sorted(self.complete)]
+        """The complete tracks' records, sorted by key."""
+        return [self.complete[key].record for key in sorted(self.complete)]
 
 
-def _superseded_batches(tracks_of: dict[str, list[str]], newest: dict[str, StoredTrack]) -> list[DeadBatch]:
+def _superseded_batches(keys_of: dict[str, list[str]], newest: dict[str, StoredTrack]) -> list[DeadBatch]:
     """Complete batches none of whose rows is its track's newest copy."""
     dead = []
-    for name, track_ids in tracks_of.items():
-        holders = [newest[track_id].batch.basename for track_id in track_ids]
+    for name, keys in keys_of.items():
+        holders = [newest[key].batch_name for key in keys]
         if name not in holders:
             dead.append(DeadBatch(name, "superseded", max(map(_written_ns, holders))))
     return dead
@@ -128,7 +297,7 @@ def _superseded_batches(tracks_of: dict[str, list[str]], newest: dict[str, Store
 
 @dataclass(frozen=True)
 class Compaction:
-    """What `FeatureStore.compact` removed (or, in a dry run, would remove), and what it left for later."""
+    """What `FeatureSet.compact` removed (or, in a dry run, would remove), and what it left for later."""
 
     removed: list[DeadBatch]
     bytes_freed: int
@@ -136,60 +305,57 @@ class Compaction:
     dry_run: bool
 
 
-class FeatureStore:
-    """A handle on one store: its header is checked once, on open.
+@dataclass(frozen=True)
+class Usable:
+    """A collection's tracks as one feature set has them: ready to train on, or why not."""
 
-    Whole-store listings (`tracks`, `incomplete_track_ids`, `info`) read the store afresh each time; single
-    tracks (`track`, `read`) are looked up in an index kept from the last listing, which is read again only
-    when a track is not in it, so reading many crops costs no metadata reads.
+    ready: list[CollectionTrack]
+    quarantined: dict[str, str]  # track id -> reason
+    missing: list[str]  # track ids never (completely) extracted into this feature set
+
+    def summary(self) -> dict[str, Any]:
+        return {"ready": len(self.ready), "quarantined": len(self.quarantined), "missing": len(self.missing)}
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Something in the store that cannot be trusted, in one line."""
+
+    kind: Literal["track", "batch", "collection"]
+    name: str  # the track's key, the batch's or the collection node's name
+    reason: str
+    feature_id: str | None = None  # the feature set it is in (None for a collection record)
+
+
+class FeatureSet:
+    """One feature configuration's features, stored by content key.
+
+    Whole-set listings (`tracks`, `incomplete_keys`, `info`) read the batches' metadata afresh each time;
+    single tracks (`track`, `read`) are looked up in the index kept from the last listing, which is read again
+    only when a key is not in it, so reading many crops costs no metadata reads.
     """
 
-    def __init__(self, root: zarr.AsyncGroup, feature_config: FeatureConfig, location: str) -> None:
-        self._async_root = root
-        self._root = zarr.Group(root)
+    def __init__(self, store: Store, group: zarr.AsyncGroup, feature_config: FeatureConfig) -> None:
+        self.store = store
+        self.location = store.location
         self.feature_config = feature_config
-        self.location = location
+        self._group = group
         self._index: StoreIndex | None = None  # replaced whole, never changed in place: safe across threads
         self._batches: zarr.AsyncGroup | None = None
 
-    # ---- opening -------------------------------------------------------------------------------
     @classmethod
-    def create_or_open(
-        cls, location: str, feature_config: FeatureConfig, storage_options: dict[str, Any] | None = None
-    ) -> FeatureStore:
-        """Open the store for writing, creating it if absent; refuse one of another version or config."""
-        root = _open_root(location, "a", storage_options)
-        header = root.attrs.get(HEADER_KEY)
-        if header is None:
-            sync(root.update_attributes({
-                HEADER_KEY: {
-                    "schema_version": SCHEMA_VERSION,
-                    "feature_config": feature_config.to_dict(),
-                    "feature_id": feature_config.identity(),
-                }
-            }))
-        else:
-            _check_header(header, location, expected=feature_config)
-        return cls(root, feature_config, location)
+    def create_or_open(cls, location: str, feature_config: FeatureConfig) -> FeatureSet:
+        """The feature set of `feature_config` in the store at `location`, both created if absent."""
+        return Store.create_or_open(location).feature_set(feature_config)
 
     @classmethod
-    def open(
-        cls, location: str, storage_options: dict[str, Any] | None = None, writable: bool = False
-    ) -> FeatureStore:
-        """Open an existing store, for reading unless `writable`; its own header says how its features were made."""
-        try:
-            root = _open_root(location, "r+" if writable else "r", storage_options)
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as error:
-            raise StoreError(f"no genreflow store at {location}") from error
-        header = root.attrs.get(HEADER_KEY)
-        if header is None:
-            raise StoreError(f"{location} is a Zarr group but not a genreflow store (no '{HEADER_KEY}' header)")
-        _check_header(header, location, expected=None)
-        return cls(root, FeatureConfig.from_dict(header["feature_config"]), location)
+    def open(cls, location: str, feature_config: FeatureConfig) -> FeatureSet:
+        """An existing feature set, for reading."""
+        return Store.open(location).feature_set(feature_config)
 
     # ---- writing -------------------------------------------------------------------------------
     def write_tracks(self, tracks: Sequence[tuple[TrackRecord, np.ndarray]]) -> None:
-        """Write tracks (each a record and its log-mel (frames, n_mels)) as one new batch.
+        """Write tracks (each a record and its features (frames, n_mels)) as one new batch.
 
         The batch's completion flag, with the records, is its very last write; until then none of these
         tracks reads as complete (an older complete copy of one, if any, still does).
@@ -198,18 +364,27 @@ class FeatureStore:
             return
         for record, features in tracks:
             self._check_features(record, features)
-        self.discard_quarantine({record.track_id for record, _ in tracks})
+        self.discard_quarantine({record.key for record, _ in tracks})
         layout = _batch_metadata(self.feature_config.n_mels, self.feature_config.dtype)  # sync: before the trip
         sync(self._write_batch(_new_batch_name(), tracks, layout))
         self._index = None
 
-    def write_track(self, record: TrackRecord, features: np.ndarray) -> None:
-        """One track as a batch of its own."""
-        self.write_tracks([(record, features)])
+    def quarantine(self, record: QuarantineRecord) -> None:
+        """Record audio content that failed, with its reason."""
+        group = sync(_require_group(self._group, QUARANTINE_GROUP))
+        sync(group.create_group(record.key, overwrite=True, attributes=record.to_attrs()))
+
+    def discard_quarantine(self, keys: set[str]) -> None:
+        """Forget earlier failures of content that now extracts (one listing, not one lookup per key)."""
+        if QUARANTINE_GROUP not in self._sync_group:
+            return
+        group = self._sync_group[QUARANTINE_GROUP]
+        for name in keys & set(group.group_keys()):
+            del group[name]
 
     def compact(self, min_age_s: float, dry_run: bool = False) -> Compaction:
-        """Delete batch arrays that died at least `min_age_s` ago: every row superseded by a newer copy, or
-        left incomplete by a writer that stopped. Complete batches with any newest copy stay whole.
+        """Delete batch arrays that died at least `min_age_s` ago: every row superseded by a newer copy, left
+        incomplete by a writer that stopped, or damaged beyond reading. Batches with any newest copy stay whole.
 
         The age protects two others: a writer still filling a young batch, and a reader (a training run)
         whose index predates the newer copies and still points at the old rows. A compaction killed midway
@@ -218,171 +393,251 @@ class FeatureStore:
         now = time.time_ns()
         dead = self._fresh_index().dead
         due = [batch for batch in dead if now - batch.dead_since_ns >= min_age_s * 1e9]
-        bytes_freed = sync(self._bytes_under([f"{BATCHES_GROUP}/{batch.name}" for batch in due]))
+        prefix = self._sync_group.path
+        bytes_freed = sync(_bytes_under(self._sync_group.store, [f"{prefix}/{BATCHES_GROUP}/{b.name}" for b in due]))
         if not dry_run and due:
-            batches = self._root[BATCHES_GROUP]
-            for batch in due:
-                del batches[batch.name]
+            sync(_gathered([self._delete_batch(batch.name) for batch in due]))
             self._index = None
         return Compaction(due, bytes_freed, len(dead) - len(due), dry_run)
 
-    def quarantine(self, record: QuarantineRecord) -> None:
-        """Record a file that failed, with its reason; a complete copy of it, if any, is left alone."""
-        genre, name = _split_track_id(record.track_id)
-        genre_group = sync(self._require_group(f"{QUARANTINE_GROUP}/{genre}"))
-        sync(genre_group.create_group(name, overwrite=True, attributes=record.to_attrs()))
-
-    def discard_quarantine(self, track_ids: set[str]) -> None:
-        """Forget earlier failures of files that now extract (one listing, not one lookup per track)."""
-        if QUARANTINE_GROUP not in self._root:
-            return
-        for genre, genre_group in self._root[QUARANTINE_GROUP].groups():
-            for name in list(genre_group.group_keys()):
-                if f"{genre}/{name}" in track_ids:
-                    del genre_group[name]
-
     # ---- reading -------------------------------------------------------------------------------
     def tracks(self) -> list[TrackRecord]:
-        """Every complete track (its newest copy), sorted by track id; partial writes are not listed."""
+        """Every complete track (its newest copy), sorted by key; partial writes are not listed."""
         return self._fresh_index().records()
 
-    def track(self, track_id: str) -> TrackRecord | None:
+    def track(self, key: str) -> TrackRecord | None:
         """The complete record of one track, or None if it is absent or incomplete."""
-        stored = self._stored(track_id)
+        stored = self._stored(key)
         return None if stored is None else stored.record
 
-    def incomplete_track_ids(self) -> list[str]:
+    def incomplete_keys(self) -> list[str]:
         """Tracks whose write started but never finished (a killed or failed extraction), sorted."""
         return sorted(self._fresh_index().incomplete)
 
-    def read(self, track_id: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Frames [start, stop) of a complete track as float32 (frames, n_mels), sliced as Python slices."""
-        stored = self._stored(track_id)
-        if stored is None:
-            raise KeyError(f"{track_id} is not a complete track in {self.location}")
-        first, last, _ = slice(start, stop).indices(stored.record.n_frames)
-        return np.asarray(stored.batch[stored.row, first : max(first, last)], dtype=np.float32)
-
     def quarantined(self) -> list[QuarantineRecord]:
-        """Every file that failed extraction, sorted by track id."""
-        records = [QuarantineRecord.from_attrs(dict(node.attrs)) for node in self._quarantine_nodes()]
-        return sorted(records, key=lambda record: record.track_id)
+        """Every content that failed extraction, sorted by key."""
+        if QUARANTINE_GROUP not in self._sync_group:
+            return []
+        nodes = sorted(self._sync_group[QUARANTINE_GROUP].groups())
+        return [QuarantineRecord.from_attrs(node.attrs.asdict()) for _, node in nodes]
 
-    def data_version(self) -> str:
-        """A hash of the feature config and the content of every complete track: the data's identity."""
-        return self._data_version(self.tracks())
+    def read(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Frames [start, stop) of a complete track as float32 (frames, n_mels), sliced as Python slices.
 
-    def _data_version(self, records: list[TrackRecord]) -> str:
-        digest = hashlib.sha256(self.feature_config.identity().encode())
-        for record in records:
-            digest.update(f"\n{record.track_id}:{record.source.xxh3_128}".encode())
-        return digest.hexdigest()[:16]
+        Raises `DamagedTrackError` rather than return what a damaged chunk would give (its fill value, or
+        whatever a changed byte decodes to).
+        """
+        stored = self._stored(key)
+        if stored is None:
+            raise KeyError(f"track {key} is not complete in {self.location}")
+        first, last, _ = slice(start, stop).indices(stored.record.n_frames)
+        try:
+            frames = np.asarray(stored.batch[stored.row, first : max(first, last)], dtype=np.float32)
+        except (ValueError, RuntimeError) as error:  # the checksum codec's and Blosc's "this chunk is bad"
+            raise DamagedTrackError(key, f"batch {stored.batch_name}: a chunk does not decode ({error})") from error
+        if np.isnan(frames).any():
+            raise DamagedTrackError(key, f"batch {stored.batch_name}: a chunk is missing (it reads as the fill value)")
+        return frames
 
-    def bytes_on_disk(self) -> int:
-        """Total size of every object in the store (files on disk, or objects in a bucket)."""
-        return sync(self._bytes_under([""]))
+    def usable(self, tracks: Iterable[CollectionTrack]) -> Usable:
+        """Which of a collection's tracks this feature set can train on, and why the others cannot."""
+        index = self._fresh_index()
+        failed = {record.key: record.reason for record in self.quarantined()}
+        ready, quarantined, missing = [], {}, []
+        for track in tracks:
+            if track.key in index.complete:
+                ready.append(track)
+            elif track.key in failed:
+                quarantined[track.track_id] = failed[track.key]
+            else:
+                missing.append(track.track_id)
+        return Usable(ready, quarantined, missing)
+
+    def data_version(self, tracks: Sequence[CollectionTrack]) -> str:
+        """The identity of training on `tracks` with these features (see `storage.schema.data_version`)."""
+        return data_version(self.feature_config.identity(), tracks)
+
+    # ---- checking ------------------------------------------------------------------------------
+    def check(self, keys: Iterable[str]) -> dict[str, str]:
+        """Damage of the complete tracks among `keys`, by key: a chunk missing, or one whose bytes fail their
+        checksum (truncated or altered). Reads every chunk's bytes but decodes none: cheap enough to run before
+        every extraction and training."""
+        index = self._fresh_index()
+        stored = [index.complete[key] for key in dict.fromkeys(keys) if key in index.complete]
+        damage: dict[str, str] = {}
+        for first in range(0, len(stored), CHECK_WINDOW_TRACKS):
+            window = stored[first : first + CHECK_WINDOW_TRACKS]
+            reasons = sync(_gathered([_chunk_damage(track) for track in window]))
+            damage.update({track.record.key: reason for track, reason in zip(window, reasons) if reason})
+        return damage
+
+    def verify(self) -> list[Damage]:
+        """Everything wrong with this feature set: batches whose metadata does not read, and complete tracks
+        whose frames do not read back whole (every chunk decoded, checksummed and present)."""
+        index = self._fresh_index()
+        feature_id = self.feature_config.identity()
+        damage = [Damage("batch", batch.name, batch.reason, feature_id) for batch in index.damaged]
+        for key in sorted(index.complete):
+            reason = self.check([key]).get(key)
+            if reason is None:
+                try:
+                    self.read(key)
+                except DamagedTrackError as error:
+                    reason = error.reason
+            if reason is not None:
+                damage.append(Damage("track", key, reason, feature_id))
+        return damage
 
     def info(self) -> dict[str, Any]:
-        """The summary `genreflow store info` prints."""
+        """Counts for `store info`: tracks, audio, quarantine, incomplete and dead batches."""
         index = self._fresh_index()
         records = index.records()
         return {
-            "location": self.location,
-            "schema_version": SCHEMA_VERSION,
-            "feature_config": self.feature_config.to_dict(),
             "feature_id": self.feature_config.identity(),
-            "data_version": self._data_version(records),
+            "feature_config": self.feature_config.to_dict(),
             "tracks": len(records),
-            "genres": dict(sorted(Counter(record.genre for record in records).items())),
             "audio_hours": round(sum(record.duration_s for record in records) / 3600, 4),
-            "quarantined": [{"path": q.source.path, "track_id": q.track_id, "reason": q.reason} for q in self.quarantined()],
+            "quarantined": [{"key": q.key, "source": q.source, "reason": q.reason} for q in self.quarantined()],
             "incomplete_tracks": len(index.incomplete),
             "superseded_copies": index.superseded,
-            "bytes_on_disk": self.bytes_on_disk(),
+            "damaged_batches": [{"name": batch.name, "reason": batch.reason} for batch in index.damaged],
         }
 
     # ---- internals -----------------------------------------------------------------------------
+    @property
+    def _sync_group(self) -> zarr.Group:
+        return zarr.Group(self._group)
+
     def _check_features(self, record: TrackRecord, features: np.ndarray) -> None:
-        _split_track_id(record.track_id)
         expected = (record.n_frames, self.feature_config.n_mels)
         if features.shape != expected:
-            raise ValueError(f"{record.track_id}: features {features.shape} do not match {expected}")
+            raise ValueError(f"track {record.key}: features {features.shape} do not match {expected}")
+        if record.n_frames < 1:
+            raise ValueError(f"track {record.key}: a track needs at least one frame")
 
     async def _write_batch(
         self, name: str, tracks: Sequence[tuple[TrackRecord, np.ndarray]], layout: ArrayV3Metadata
     ) -> None:
         """Create the batch array, write every row at once, then mark it complete: one event-loop trip."""
         shape = (len(tracks), max(record.n_frames for record, _ in tracks), self.feature_config.n_mels)
-        batch = await self._create_batch(name, layout.update_shape(shape), [record.track_id for record, _ in tracks])
+        batch = await self._create_batch(name, layout.update_shape(shape), [record.key for record, _ in tracks])
         dtype = self.feature_config.dtype
         await _write_rows(batch, [as_stored(features, dtype) for _, features in tracks])
         await batch.update_attributes({COMPLETE_FLAG: True, RECORDS_KEY: [record.to_attrs() for record, _ in tracks]})
 
-    async def _create_batch(self, name: str, layout: ArrayV3Metadata, track_ids: list[str]) -> zarr.AsyncArray:
+    async def _create_batch(self, name: str, layout: ArrayV3Metadata, keys: list[str]) -> zarr.AsyncArray:
         """A new, incomplete batch array: its metadata written, and its parents' unless present.
 
-        Zarr's `create_array` also reads, before writing, whether anything is at the path and whether each
-        parent is a group: three reads per batch, each a request on object storage. Neither check can fail
-        here: the parents are this handle's own groups, and a batch name is new by construction
-        (`_new_batch_name`). The parents are still written if absent, as Zarr does: a store deleted and made
-        again under a long-lived handle (a Dask worker's) must not get batches outside any group. Measured
-        here on local disk (interleaved, 60 rounds, twice): 2.5-3.4 ms of CPU to create a batch Zarr's way,
-        1.9-2.4 ms this way.
+        Zarr's `create_array` would first read whether the path is free and each parent a group: requests on
+        object storage that cannot fail here (the parents are this handle's own groups, a batch name is new
+        by construction). The parents are still written if absent, so that a store deleted and made again
+        under a long-lived handle (a Dask worker's) never gets batches outside any group.
         """
         batches = await self._batches_group()
-        metadata = layout.update_attributes({COMPLETE_FLAG: False, TRACK_IDS_KEY: track_ids})
+        metadata = layout.update_attributes({COMPLETE_FLAG: False, KEYS_KEY: keys})
         path = batches.store_path / name
+        parents = (self.store._async_root, self._group, batches)
         await asyncio.gather(
             _write_metadata(path, metadata),
-            *(_write_metadata(group.store_path, group.metadata, if_absent=True) for group in (self._async_root, batches)),
+            *(_write_metadata(group.store_path, group.metadata, if_absent=True) for group in parents),
         )
         return zarr.AsyncArray(metadata, path, config={"write_empty_chunks": True})  # rows only: no fill check
 
-    async def _bytes_under(self, prefixes: list[str]) -> int:
-        """Total size of the objects under each prefix ("" is the whole store)."""
-        store = self._root.store
-        return sum(await asyncio.gather(*(store.getsize_prefix(prefix) for prefix in prefixes)))
-
     async def _batches_group(self) -> zarr.AsyncGroup:
         if self._batches is None:
-            self._batches = await self._require_group(BATCHES_GROUP)
+            self._batches = await _require_group(self._group, BATCHES_GROUP)
         return self._batches
 
+    async def _delete_batch(self, name: str) -> None:
+        await (self._group.store_path / BATCHES_GROUP / name).delete_dir()
+
     def _fresh_index(self) -> StoreIndex:
-        """Read every batch's attributes now (one listing), and keep the result for single-track lookups."""
-        batches = []
-        if BATCHES_GROUP in self._root:
-            batches = [array for _, array in sorted(self._root[BATCHES_GROUP].arrays())]
-        self._index = StoreIndex.of(batches)
+        """Read every batch's metadata now (one listing), and keep the result for single-track lookups."""
+        self._index = StoreIndex.of(*sync(_read_batches(self._group.store_path / BATCHES_GROUP)))
         return self._index
 
-    def _stored(self, track_id: str) -> StoredTrack | None:
+    def _stored(self, key: str) -> StoredTrack | None:
         """A complete track's location, from the kept index, or from a fresh one if it is not there."""
-        _split_track_id(track_id)
         index = self._index
-        if index is None or track_id not in index.complete:
+        if index is None or key not in index.complete:
             index = self._fresh_index()
-        return index.complete.get(track_id)
+        return index.complete.get(key)
 
-    async def _require_group(self, path: str) -> zarr.AsyncGroup:
-        """Open or create the group at `path`, even while other processes create it (or its parent) too.
 
-        zarr checks, then creates; a writer that loses that race gets ContainsGroupError although the group
-        is there. Asking again opens it; each level of `path` can be lost to a race at most once.
-        """
-        for _ in range(path.count("/") + 1):
-            try:
-                return await self._async_root.require_group(path)
-            except zarr.errors.ContainsGroupError:
-                continue
-        return await self._async_root.require_group(path)
+async def _read_batches(batches: StorePath) -> tuple[list[zarr.Array], list[DamagedBatch]]:
+    """Every batch array under `batches`, oldest first, and those whose metadata is missing or will not parse.
 
-    def _quarantine_nodes(self) -> Iterator[zarr.Group]:
-        if QUARANTINE_GROUP not in self._root:
-            return
-        for _, genre_group in sorted(self._root[QUARANTINE_GROUP].groups()):
-            for _, node in sorted(genre_group.groups()):
-                yield node
+    Read by hand rather than through Zarr's group listing, which stops at the first bad document.
+    """
+    names = await _child_names(batches)
+    documents = await asyncio.gather(*((batches / name / METADATA_DOCUMENT).get() for name in names))
+    arrays, damaged = [], []
+    for name, document in zip(names, documents, strict=True):
+        if document is None:
+            damaged.append(DamagedBatch(name, f"batch {name}: its metadata ({METADATA_DOCUMENT}) is missing"))
+            continue
+        try:
+            metadata = ArrayV3Metadata.from_dict(json.loads(document.to_bytes()))
+            _check_batch_attributes(metadata.attributes)
+        except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
+            damaged.append(DamagedBatch(name, f"batch {name}: its metadata does not parse ({type(error).__name__}: {error})"))
+            continue
+        arrays.append(zarr.Array(zarr.AsyncArray(metadata, batches / name)))
+    return arrays, damaged
+
+
+def _check_batch_attributes(attributes: dict[str, Any]) -> None:
+    """Refuse attributes that say complete without well-formed records (what a reader relies on)."""
+    if attributes.get(COMPLETE_FLAG):
+        for values in attributes[RECORDS_KEY]:
+            TrackRecord.from_attrs(values)
+
+
+async def _gathered(coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Every coroutine's result, run at once on Zarr's event loop (`sync` must be given one coroutine)."""
+    return await asyncio.gather(*coroutines)
+
+
+async def _child_names(path: StorePath) -> list[str]:
+    """The names of the nodes directly under `path`, sorted (its own metadata document left out)."""
+    names = [name async for name in path.store.list_dir(path.path)]
+    return sorted(name for name in names if name and name != METADATA_DOCUMENT)
+
+
+async def _chunk_damage(track: StoredTrack) -> str | None:
+    """Why a stored track's chunks cannot be trusted, or None: each must exist and match its checksum."""
+    for index in range(chunk_count(track.record.n_frames)):
+        key = chunk_key(track.row, index)
+        data = await (track.batch.store_path / key).get()
+        if data is None:
+            return f"batch {track.batch_name}: chunk {key} is missing"
+        if not _checksum_matches(data.as_numpy_array()):
+            return f"batch {track.batch_name}: chunk {key} fails its checksum (truncated or altered)"
+    return None
+
+
+def _checksum_matches(data: np.ndarray) -> bool:
+    """Whether a chunk's last bytes are the CRC-32C of the rest, as Zarr's crc32c codec wrote them."""
+    if data.size <= CHECKSUM_BYTES:
+        return False
+    inner, stored = data[:-CHECKSUM_BYTES], bytes(data[-CHECKSUM_BYTES:])
+    return np.uint32(google_crc32c.value(inner.tobytes())).tobytes() == stored
+
+
+def _read_header(root: zarr.AsyncGroup, location: str, missing_ok: bool) -> dict[str, Any] | None:
+    """The store's header, checked; None for a new, empty group when `missing_ok`."""
+    header = root.attrs.get(HEADER_KEY)
+    if header is None:
+        if missing_ok and not root.attrs:
+            return None
+        raise StoreError(f"{location} is a Zarr group but not a genreflow store (no '{HEADER_KEY}' header)")
+    version = header.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            f"{location} was written by store schema version {version}; this genreflow reads version "
+            f"{SCHEMA_VERSION}. Extract into a new store path (or delete the old store)."
+        )
+    return header
 
 
 def _open_root(location: str, mode: str, storage_options: dict[str, Any] | None) -> zarr.AsyncGroup:
@@ -392,6 +647,25 @@ def _open_root(location: str, mode: str, storage_options: dict[str, Any] | None)
         return sync(opening())
     except zarr.errors.ContainsGroupError:
         return sync(opening())
+
+
+async def _require_group(parent: zarr.AsyncGroup, path: str) -> zarr.AsyncGroup:
+    """Open or create the group at `path` under `parent`, even while other processes create it too.
+
+    zarr checks, then creates; a writer that loses that race gets ContainsGroupError although the group
+    is there. Asking again opens it; each level of `path` can be lost to a race at most once.
+    """
+    for _ in range(path.count("/") + 1):
+        try:
+            return await parent.require_group(path)
+        except zarr.errors.ContainsGroupError:
+            continue
+    return await parent.require_group(path)
+
+
+async def _bytes_under(store: zarr.abc.store.Store, prefixes: list[str]) -> int:
+    """Total size of the objects under each prefix ("" is the whole store)."""
+    return sum(await asyncio.gather(*(store.getsize_prefix(prefix) for prefix in prefixes)))
 
 
 def as_stored(features: np.ndarray, dtype: str) -> np.ndarray:
@@ -407,10 +681,8 @@ async def _write_rows(batch: zarr.AsyncArray, rows: list[np.ndarray]) -> None:
 
     The chunks and keys `batch.setitem` would write, bit for bit (tested), without its machinery per call:
     indexing, merging each chunk into a fresh fill-valued one and, for a row shorter than the batch, first
-    reading that chunk, absent as it is (a request each on object storage). Measured here on local disk,
-    gtzan-mini's 70 tracks in its 8 extraction batches, 12 rounds interleaved, twice: 6-7% less CPU to write a
-    batch (0.21-0.23 ms per track). A full chunk is the row's own memory, not a copy: writing 6 tracks of 10
-    minutes (40 MB of float32 features) took 37 MB of memory besides them, against Zarr's setitem's 57.
+    reading that chunk, absent as it is (a request each on object storage). A full chunk is the row's own
+    memory, not a copy.
     """
     metadata = batch.metadata
     spec = metadata.get_chunk_spec((0, 0, 0), batch.config, default_buffer_prototype())
@@ -453,9 +725,13 @@ def _batch_metadata(n_mels: int, dtype: str) -> ArrayV3Metadata:
         chunks=(1, CHUNK_FRAMES, n_mels),
         chunk_key_encoding={"name": "default", "separator": CHUNK_KEY_SEPARATOR},
         dtype=dtype,
-        compressors=BloscCodec(
-            cname=BLOSC_CNAME, clevel=BLOSC_LEVEL, shuffle=BloscShuffle.shuffle,
-            blocksize=blosc_block_bytes(n_mels, np.dtype(dtype).itemsize),
+        fill_value=np.nan,
+        compressors=(
+            BloscCodec(
+                cname=BLOSC_CNAME, clevel=BLOSC_LEVEL, shuffle=BloscShuffle.shuffle,
+                blocksize=blosc_block_bytes(n_mels, np.dtype(dtype).itemsize),
+            ),
+            Crc32cCodec(),
         ),
     ).metadata
 
@@ -466,19 +742,6 @@ def _new_batch_name() -> str:
 
 
 def _written_ns(batch_name: str) -> int:
-    """When a batch was created, from its name (see `_new_batch_name`)."""
-    return int(batch_name.partition("-")[0])
-
-
-def _check_header(header: dict[str, Any], location: str, expected: FeatureConfig | None) -> None:
-    version = header.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise StoreError(
-            f"{location} was written by store schema version {version}; this genreflow reads version "
-            f"{SCHEMA_VERSION}. Extract into a new store path (or delete the old store)."
-        )
-    if expected is not None and header.get("feature_id") != expected.identity():
-        raise StoreError(
-            f"{location} holds features made with {header.get('feature_config')}, not the requested "
-            f"{expected.to_dict()}. One store holds one feature configuration: use another --store path."
-        )
+    """When a batch was created, from its name (see `_new_batch_name`); 0 for a name not made that way."""
+    stamp = batch_name.partition("-")[0]
+    return int(stamp) if stamp.isdigit() else 0

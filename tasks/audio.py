@@ -4,16 +4,15 @@ Decoding uses soundfile (libsndfile: WAV in every PCM width and float, AU, FLAC,
 libsndfile rejects gets a second chance with librosa's audioread fallback. Stereo is averaged to mono and
 the rate converted with librosa's default resampler (soxr, high quality), exactly as `librosa.load` does.
 
-Every problem that belongs to the file raises `AudioError(path, reason)`, which extraction quarantines:
-
-- missing, unreadable (permission) or empty (0 bytes);
-- not audio at all, or corrupt (the decoder fails, or the samples are not finite);
-- truncated: libsndfile reports a data chunk longer than the file, or decodes < 99 % of the frames the
-  header declares;
-- silent: RMS below `SILENCE_RMS_DBFS` (-60 dBFS) over the whole file (the quietest of 70 real GTZAN
-  tracks measured here is -31 dBFS);
-- too short: shorter than `min_seconds - SHORT_TOLERANCE_S`. The tolerance (0.1 s) is there because real
-  GTZAN tracks last 29.93 to 30.0 s and must still serve 30 s clips.
+Two kinds of problem are kept apart, because extraction treats them differently:
+- `SourceError`: the file cannot be read at all (missing, permission denied, a directory). Nothing is known
+  of its content, so nothing is quarantined; the track fails for this run.
+- `AudioError`: the content is unusable, and extraction quarantines it by its content key: empty (0 bytes);
+  not audio, or corrupt (the decoder fails, or the samples are not finite); truncated (libsndfile reports a
+  data chunk longer than the file, or decodes < 99 % of the frames the header declares); silent (RMS below
+  `SILENCE_RMS_DBFS`, -60 dBFS, over the whole file; the quietest real GTZAN track is about -31 dBFS); too
+  short for what the caller needs (`min_seconds`, less a `SHORT_TOLERANCE_S` of 0.1 s, since real GTZAN
+  tracks last 29.93 to 30.0 s and must still serve 30 s clips).
 """
 
 from __future__ import annotations
@@ -34,6 +33,19 @@ MIN_DECODED_FRACTION = 0.99
 _SHORT_DATA_CHUNK = re.compile(r"^\s*data(?: size)?\s*:\s*(\d+)\s*\(should be (\d+)\)", re.IGNORECASE | re.MULTILINE)
 
 
+class SourceError(OSError):
+    """An audio file that cannot be read at all; `reason` says why in plain words."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Pickle by the constructor's arguments, so the error survives a trip between processes."""
+        return type(self), (self.path, self.reason)
+
+
 class AudioError(ValueError):
     """An audio file that cannot be turned into features; `reason` says why in plain words."""
 
@@ -47,29 +59,26 @@ class AudioError(ValueError):
         return type(self), (self.path, self.reason)
 
 
-def load_audio(path: str, sample_rate: int, min_seconds: float = 0.0) -> np.ndarray:
-    """Mono float32 samples of `path` at `sample_rate`, checked as described above."""
-    return decode_audio(read_source(path), path, sample_rate, min_seconds)
-
-
 def read_source(path: str) -> bytes:
-    """The file's bytes, read once (extraction hashes the same bytes it decodes)."""
+    """The file's bytes, read once: extraction hashes the same bytes it decodes."""
     try:
         with open(path, "rb") as source:
             data = source.read()
     except FileNotFoundError:
-        raise AudioError(path, "missing: the file no longer exists") from None
+        raise SourceError(path, "missing: the file no longer exists") from None
     except PermissionError:
-        raise AudioError(path, "unreadable: permission denied") from None
+        raise SourceError(path, "unreadable: permission denied") from None
     except IsADirectoryError:
-        raise AudioError(path, "not a file: it is a directory") from None
-    if not data:
-        raise AudioError(path, "empty file (0 bytes)")
+        raise SourceError(path, "not a file: it is a directory") from None
+    except OSError as error:
+        raise SourceError(path, f"unreadable: {error.strerror or error}") from None
     return data
 
 
 def decode_audio(data: bytes, path: str, sample_rate: int, min_seconds: float = 0.0) -> np.ndarray:
     """Decode `data` (the content of `path`), downmix, resample and check it."""
+    if not data:
+        raise AudioError(path, "empty file (0 bytes)")
     samples, source_rate = _decode(data, path)
     if samples.shape[0] == 0:
         raise AudioError(path, "no audio: the file holds 0 frames")
@@ -148,7 +157,7 @@ def _resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarr
 def _check_long_enough(audio: np.ndarray, sample_rate: int, min_seconds: float, path: str) -> None:
     seconds = audio.size / sample_rate
     if seconds < min_seconds - SHORT_TOLERANCE_S:
-        raise AudioError(path, f"too short: {seconds:.2f} s, the longest clip needs {min_seconds:g} s")
+        raise AudioError(path, f"too short: {seconds:.2f} s, at least {min_seconds:g} s are needed")
 
 
 def _check_finite_and_not_silent(audio: np.ndarray, path: str) -> None:

@@ -5,16 +5,17 @@ random order, `crops_per_track` random crops from each (by default as many as th
 overlap: 30 at 1 s, 6 at 5 s, 1 at 30 s, so every clip length sees the same audio per epoch). Evaluation
 uses every non-overlapping clip of each track, at least one.
 
-Reading: each track's clips come from one `FeatureStore.read` of the frames they span (a crop read costs
+Reading: each track's clips come from one `FeatureSet.read` of the frames they span (a crop read costs
 about as much as a whole 30 s track here, so one read per track beats one per crop). Tracks are read in
 windows, on a few threads, with the next window read while the current one is batched; a window holds at
 most a third of `memory_cap_mb`, so two windows and their clips stay under the cap, plus the batches
 TensorFlow prefetches. Training shuffles the clips within what is in memory (the current window and any
 clips left over from earlier ones), after the track order itself was shuffled.
 
-Clips longer than their track (a 30 s clip of a 29.93 s GTZAN track lacks up to 4 frames) are padded at
-the end with the track's own frames mirrored (`numpy.pad(mode="reflect")`), which keeps the track's
-spectrum instead of inserting silence.
+A clip a little longer than its track (a 30 s clip of a 29.93 s GTZAN track lacks up to 4 frames) is padded
+at the end with the track's own frames mirrored (`numpy.pad(mode="reflect")`), which keeps the track's
+spectrum instead of inserting silence. Tracks shorter than that are not trained on at all
+(`tasks.train.split_by_length`).
 
 Normalisation is per mel band: the mean and standard deviation of every frame of the training tracks,
 kept with the model; it decides whether the networks learn at all on real music (docs: training facts).
@@ -32,8 +33,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from storage.schema import TrackRecord
-from storage.store import FeatureStore
+from storage.schema import CollectionTrack, DamagedTrackError, StoreError
+from storage.store import FeatureSet
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -46,10 +47,22 @@ Batch = tuple[np.ndarray, np.ndarray]  # clips (n, frames, mels) float32, labels
 
 
 @dataclass(frozen=True)
-class TrackClips:
-    """The clips to cut from one track: the genre's index and where each clip starts."""
+class LabelledTrack:
+    """A track as training sees it: its id and genre (from the collection), content key and length in frames
+    (from the store)."""
 
     track_id: str
+    genre: str
+    key: str
+    n_frames: int
+
+
+@dataclass(frozen=True)
+class TrackClips:
+    """The clips to cut from one track: its content key, the genre's index and where each clip starts."""
+
+    track_id: str
+    key: str
     label: int
     starts: tuple[int, ...]
 
@@ -58,14 +71,40 @@ class TrackClips:
         return min(self.starts), max(self.starts) + clip_frames
 
 
+def labelled_tracks(store: FeatureSet, tracks: Sequence[CollectionTrack]) -> list[LabelledTrack]:
+    """`tracks` as stored, ready to stream; refuses, naming them, tracks the store lacks or holds damaged
+    (never reads a damaged chunk as data)."""
+    records = {track.track_id: store.track(track.key) for track in tracks}
+    missing = sorted(track_id for track_id, record in records.items() if record is None)
+    if missing:
+        raise StoreError(
+            f"{store.location} lacks {len(missing)} of the tracks asked for ({_listed(missing)}); extract them "
+            "first (genreflow extract, or genreflow run)"
+        )
+    damage = store.check(track.key for track in tracks)
+    damaged = sorted(f"{track.track_id} ({damage[track.key]})" for track in tracks if track.key in damage)
+    if damaged:
+        raise StoreError(
+            f"{store.location} holds damaged copies of {len(damaged)} track(s), which are not trained on: "
+            f"{_listed(damaged)}. `genreflow extract` (or the flow) extracts them again from their files"
+        )
+    return [LabelledTrack(t.track_id, t.genre, t.key, records[t.track_id].n_frames) for t in tracks]
+
+
+def _listed(names: Sequence[str], shown: int = 5) -> str:
+    """The first few names, and how many more."""
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return "; ".join(names[:shown]) + more
+
+
 # ---- plans -----------------------------------------------------------------------------------------------
 def evaluation_plan(
-    records: Sequence[TrackRecord], genre_index: Mapping[str, int], clip_frames: int
+    tracks: Sequence[LabelledTrack], genre_index: Mapping[str, int], clip_frames: int
 ) -> list[TrackClips]:
     """Every non-overlapping clip of each track, in track order."""
     return [
-        TrackClips(record.track_id, genre_index[record.genre], evaluation_starts(record.n_frames, clip_frames))
-        for record in records
+        TrackClips(track.track_id, track.key, genre_index[track.genre], evaluation_starts(track.n_frames, clip_frames))
+        for track in tracks
     ]
 
 
@@ -75,7 +114,7 @@ def evaluation_starts(n_frames: int, clip_frames: int) -> tuple[int, ...]:
 
 
 def training_plan(
-    records: Sequence[TrackRecord],
+    tracks: Sequence[LabelledTrack],
     genre_index: Mapping[str, int],
     clip_frames: int,
     crops_per_track: int | None,
@@ -83,26 +122,27 @@ def training_plan(
 ) -> list[TrackClips]:
     """One epoch: the tracks in random order, each with its random crops."""
     plan = []
-    for index in rng.permutation(len(records)):
-        record = records[index]
-        latest_start = max(0, record.n_frames - clip_frames)
-        starts = rng.integers(0, latest_start + 1, size=_crops_of(record, clip_frames, crops_per_track))
-        plan.append(TrackClips(record.track_id, genre_index[record.genre], tuple(int(start) for start in starts)))
+    for index in rng.permutation(len(tracks)):
+        track = tracks[index]
+        latest_start = max(0, track.n_frames - clip_frames)
+        starts = rng.integers(0, latest_start + 1, size=_crops_of(track, clip_frames, crops_per_track))
+        label = genre_index[track.genre]
+        plan.append(TrackClips(track.track_id, track.key, label, tuple(int(start) for start in starts)))
     return plan
 
 
-def training_clip_count(records: Sequence[TrackRecord], clip_frames: int, crops_per_track: int | None) -> int:
+def training_clip_count(tracks: Sequence[LabelledTrack], clip_frames: int, crops_per_track: int | None) -> int:
     """How many crops an epoch of `training_plan` holds (the same every epoch)."""
-    return sum(_crops_of(record, clip_frames, crops_per_track) for record in records)
+    return sum(_crops_of(track, clip_frames, crops_per_track) for track in tracks)
 
 
 def clip_count(plan: Sequence[TrackClips]) -> int:
     return sum(len(item.starts) for item in plan)
 
 
-def _crops_of(record: TrackRecord, clip_frames: int, crops_per_track: int | None) -> int:
+def _crops_of(track: LabelledTrack, clip_frames: int, crops_per_track: int | None) -> int:
     """As many crops as the track holds clips, at most `crops_per_track` (more would repeat the same audio)."""
-    available = _clip_count(record.n_frames, clip_frames)
+    available = _clip_count(track.n_frames, clip_frames)
     return available if crops_per_track is None else min(crops_per_track, available)
 
 
@@ -139,15 +179,15 @@ class BandNormaliser:
         return cls(np.asarray(values["mean"], dtype=np.float32), np.asarray(values["std"], dtype=np.float32))
 
 
-def fit_band_normaliser(store: FeatureStore, track_ids: Sequence[str]) -> BandNormaliser:
-    """Per-band mean and standard deviation over every frame of `track_ids`, read a few tracks at a time."""
-    if not track_ids:
+def fit_band_normaliser(store: FeatureSet, keys: Sequence[str]) -> BandNormaliser:
+    """Per-band mean and standard deviation over every frame of the tracks `keys`, a few tracks at a time."""
+    if not keys:
         raise ValueError("normalisation needs at least one training track")
     n_mels = store.feature_config.n_mels
     total, total_squares, count = np.zeros(n_mels), np.zeros(n_mels), 0
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        for first in range(0, len(track_ids), 4 * READ_THREADS):
-            for frames in pool.map(store.read, track_ids[first : first + 4 * READ_THREADS]):
+        for first in range(0, len(keys), 4 * READ_THREADS):
+            for frames in pool.map(store.read, keys[first : first + 4 * READ_THREADS]):
                 frames64 = frames.astype(np.float64)
                 total += frames64.sum(axis=0)
                 total_squares += np.square(frames64).sum(axis=0)
@@ -162,7 +202,7 @@ def fit_band_normaliser(store: FeatureStore, track_ids: Sequence[str]) -> BandNo
 class ClipStream:
     """Where clips come from and how they are batched: what training, validation and evaluation share."""
 
-    store: FeatureStore
+    store: FeatureSet
     clip_frames: int
     normaliser: BandNormaliser
     batch_size: int
@@ -196,7 +236,10 @@ class ClipStream:
     def read_clips(self, item: TrackClips) -> np.ndarray:
         """One track's clips, normalised, from a single read of the frames they span."""
         first, stop = item.span(self.clip_frames)
-        frames = self.normaliser.apply(self.store.read(item.track_id, first, stop))
+        try:
+            frames = self.normaliser.apply(self.store.read(item.key, first, stop))
+        except DamagedTrackError as error:
+            raise error.named(item.track_id) from error
         return cut_clips(frames, [start - first for start in item.starts], self.clip_frames)
 
     def _submit(self, pool: ThreadPoolExecutor, window: Sequence[TrackClips]) -> list[tuple[TrackClips, Future]]:
@@ -226,7 +269,7 @@ def _batch(clips: list[np.ndarray], labels: list[int]) -> Batch:
 
 def epoch_batches(
     stream: ClipStream,
-    records: Sequence[TrackRecord],
+    tracks: Sequence[LabelledTrack],
     genre_index: Mapping[str, int],
     crops_per_track: int | None,
     seed: Sequence[int],
@@ -236,7 +279,7 @@ def epoch_batches(
 
     def one_epoch() -> Iterator[Batch]:
         rng = np.random.default_rng([*seed, next(epochs)])
-        return stream.batches(training_plan(records, genre_index, stream.clip_frames, crops_per_track, rng), rng)
+        return stream.batches(training_plan(tracks, genre_index, stream.clip_frames, crops_per_track, rng), rng)
 
     return one_epoch
 

@@ -2,8 +2,10 @@
 
 Every non-overlapping clip of each test track is scored (clip level); a track's prediction is the mean of
 its clips' softmax (track level). For kfold:K each fold's model scores its own test tracks, so the result
-covers every track of the collection exactly once. Beyond the contract's keys (added, none changed):
-`folds` (per fold: tracks, epochs, seconds, track accuracy), `clip_frames`, `settings`.
+covers every track the cell used exactly once. The test tracks are those recorded in the model directory,
+read by content key: a store that lacks them or holds them damaged is refused by name. Beyond the contract's
+keys: `folds` (per fold: tracks, epochs, seconds, track accuracy), `clip_frames`, `settings`, `collection`
+and `excluded` (tracks too short for the clip, with the reason).
 
 For kfold, `n_tracks.train` / `valid` and `epochs_run` are the rounded means over the folds (what one
 training saw and ran), `train_seconds` is the total of all folds (what the cell cost), `history` is fold 0's,
@@ -24,9 +26,8 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from models.registry import Classifier, load_model, model_file
-from storage.schema import StoreError
-from storage.store import FeatureStore
-from tasks.dataset import BandNormaliser, ClipStream, TrackClips, evaluation_plan
+from storage.store import FeatureSet
+from tasks.dataset import BandNormaliser, ClipStream, TrackClips, evaluation_plan, labelled_tracks
 from tasks.train import FOLD_FILE, NORMALISATION_FILE, RESULT_FILE, CellInfo, fold_dir, write_json
 
 
@@ -49,8 +50,7 @@ def evaluate_cell(model_dir: str | Path, store_location: str) -> dict[str, Any]:
     """Score the cell in `model_dir` on its test tracks in the store; the result is also written to result.json."""
     model_dir = Path(model_dir)
     cell = CellInfo.load(model_dir)
-    store = FeatureStore.open(store_location)
-    _check_same_features(cell, store)
+    store = FeatureSet.open(store_location, cell.feature_config)
     folds = [json.loads((fold_dir(model_dir, index) / FOLD_FILE).read_text()) for index in range(cell.folds)]
     scores = [_score_fold(cell, store, fold_dir(model_dir, index), fold["test"]) for index, fold in enumerate(folds)]
     result = _result(cell, model_dir, folds, scores)
@@ -86,22 +86,12 @@ def classification_metrics(true: Sequence[int], predicted: Sequence[int], genres
 
 
 # ---- scoring ---------------------------------------------------------------------------------------------
-def _check_same_features(cell: CellInfo, store: FeatureStore) -> None:
-    if store.feature_config.identity() != cell.feature_config.identity():
-        raise StoreError(
-            f"{store.location} holds features made with {store.feature_config.to_dict()}, but the model was trained "
-            f"on {cell.feature_config.to_dict()}; evaluate it on the store it was trained from"
-        )
-
-
-def _score_fold(cell: CellInfo, store: FeatureStore, directory: Path, test_ids: Sequence[str]) -> FoldScores:
+def _score_fold(cell: CellInfo, store: FeatureSet, directory: Path, test_ids: Sequence[str]) -> FoldScores:
+    """The fold's model on its own test tracks, read by content key (refused by name if damaged or missing)."""
     model, normaliser = load_member(directory)
-    records = [store.track(track_id) for track_id in test_ids]
-    missing = [track_id for track_id, record in zip(test_ids, records, strict=True) if record is None]
-    if missing:
-        raise StoreError(f"{store.location} lacks {len(missing)} of the model's test tracks (e.g. {missing[0]})")
+    tracks = labelled_tracks(store, cell.tracks_by_id(test_ids))
     genre_index = {genre: index for index, genre in enumerate(cell.genres)}
-    plan = evaluation_plan(records, genre_index, cell.clip_frames)
+    plan = evaluation_plan(tracks, genre_index, cell.clip_frames)
     stream = ClipStream(store, cell.clip_frames, normaliser, cell.settings.batch_size, cell.settings.memory_cap_mb)
     probabilities, seconds = _predict_plan(model, stream, plan)
     return FoldScores(
@@ -149,6 +139,7 @@ def _result(cell: CellInfo, model_dir: Path, folds: list[dict[str, Any]], scores
         "seed": cell.seed,
         "split": cell.split,
         "data_version": cell.data_version,
+        "collection": cell.collection,
         "feature_id": cell.feature_config.identity(),
         "genres": cell.genres,
         "n_tracks": {
@@ -170,6 +161,7 @@ def _result(cell: CellInfo, model_dir: Path, folds: list[dict[str, Any]], scores
         "model_dir": str(model_dir.resolve()),
         "clip_frames": cell.clip_frames,
         "settings": asdict(cell.settings),
+        "excluded": cell.excluded,
         "folds": [_fold_summary(fold, score) for fold, score in zip(folds, scores, strict=True)],
     }
 

@@ -1,16 +1,17 @@
 """Extraction: plan what the store lacks, then turn tracks into log-mels on Dask workers.
 
 Each Dask task decodes a few tracks, computes their log-mels and writes them into the store itself, as one
-batch; the client only ever receives a `TrackOutcome` of a few numbers per track, so its memory grows by
-those numbers per track (0.07-1.03 MB per 1,000 tracks in bench/extract.py), never by features.
+batch; the client only ever receives a `TrackOutcome` of a few numbers per track, never features.
 
-Two kinds of failure are kept apart on purpose:
-- the file's fault (`AudioError`: corrupt, silent, too short, ...): the track is quarantined in the store
-  with its reason and the run goes on;
-- the environment's fault (the store's disk is full or read-only, the source disk fails): nothing is
-  quarantined, the track is left incomplete (so the next run redoes it) and `extract_batch` raises
-  `ExtractionError` naming every such track, for the caller (the flow's retry) to try again.
+Features are stored by content key (storage/schema.py): a track is extracted when the store lacks a
+complete, undamaged copy of its key, whatever its name or timestamps. Two kinds of failure are kept apart:
+- the content's fault (`AudioError`: corrupt, silent, empty, ...): the key is quarantined in the store with
+  its reason and the run goes on;
+- the environment's fault (the store's disk is full or read-only, the file vanished or changed during the
+  run): nothing is quarantined, the track is left incomplete (so the next run redoes it) and `extract_batch`
+  raises `ExtractionError` naming every such track, for the caller (the flow's retry) to try again.
 
+Every track that decodes is kept, whatever its length: clip length is a training-time choice.
 Dask workers run with `MALLOC_TRIM_THRESHOLD_` removed and BLAS/OpenMP pinned to one thread; see
 `dask_client` for why.
 """
@@ -29,24 +30,21 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import xxhash
 
 from genreflow.config import FeatureConfig
-from storage.schema import QuarantineRecord, SourceStamp, TrackRecord
-from storage.store import FeatureStore
+from storage.schema import CollectionRecord, QuarantineRecord, TrackRecord
+from storage.store import FeatureSet
 from tasks.audio import AudioError, decode_audio, read_source
-from tasks.collection import Collection, SourceTrack
+from tasks.collection import Collection, SourceTrack, content_key
 from tasks.logmel import log_mel
 
 if TYPE_CHECKING:
     from distributed import Client, Future
 
 # The environment of LocalCluster workers. Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes glibc hand
-# freed memory back at once, so every track's numpy temporaries are page-faulted afresh: measured here,
-# 2 workers ran at 0.41 parallel efficiency with it and 0.77 without; in the benchmark it costs about 6x
-# the page faults and 2x the CPU per track. A 64 MiB top pad keeps the heap that a track needs for the
-# next one (faults per track fell from about 1,900 to about 140). Numeric libraries get one thread each:
-# the parallelism is one track per worker process.
+# freed memory back at once, so every track's numpy temporaries are page-faulted afresh (parallel efficiency
+# 0.41 against 0.77 without it, docs/benchmarks.md). A 64 MiB top pad keeps the heap that a track needs for
+# the next one. Numeric libraries get one thread each: the parallelism is one track per worker process.
 WORKER_ENVIRONMENT: dict[str, str | None] = {
     "MALLOC_TRIM_THRESHOLD_": None,  # None tells Dask's nanny not to set it
     "MALLOC_TOP_PAD_": str(64 * 2**20),
@@ -56,14 +54,11 @@ WORKER_ENVIRONMENT: dict[str, str | None] = {
     "VECLIB_MAXIMUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
 }
-# Dask's housekeeping for a LocalCluster, made quieter. The worker's statistical profiler wakes every 10 ms
-# and walks the stack while holding the GIL. Every server's event-loop check ("tick") runs every 20 ms, the
-# system monitor (psutil: CPU, memory, disk and network counters) every 500 ms and each worker's memory check
-# every 100 ms. Measured here on an idle 2-worker cluster, 6 s twice: the client process (which hosts the
-# scheduler) used 67-80 ms of CPU per second and each worker 25-31, ~6% of the 2 cores; with the intervals
-# below 14-16 and 5-6. While extracting gtzan-mini (70 tracks, ~0.7 s), the client used ~95 ms of CPU per run
-# against ~65. A blocked event loop is still reported (after 3 s, Dask's default limit), the dashboard's
-# system plots update every 2 s, and a worker over its memory limit is paused within 0.5 s.
+# Dask's housekeeping for a LocalCluster, made quieter: no statistical profiler (it walks the stack every
+# 10 ms holding the GIL), an event-loop tick every second instead of 20 ms, the system monitor every 2 s and
+# each worker's memory check every 500 ms. An idle 2-worker cluster then takes ~15 ms of CPU per second
+# instead of ~75 (docs/benchmarks.md); a blocked event loop is still reported and a worker over its memory
+# limit is still paused within 0.5 s.
 CLUSTER_CONFIG = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
@@ -85,7 +80,9 @@ class TrackOutcome:
 
 @dataclass(frozen=True)
 class ExtractionPlan:
-    """Which tracks to extract, which are complete already, and why each one is to be done."""
+    """Which tracks to extract, which are complete already, and why each one is to be done.
+
+    `todo` holds one track per content key: a file copied under two names is extracted once."""
 
     todo: list[SourceTrack]
     skipped: list[str]
@@ -113,50 +110,69 @@ class StoreWriteError(OSError):
     """Writing a track's result into the store failed: the store's problem, never the file's."""
 
 
+class SourceChanged(OSError):
+    """A file's bytes differ from those the plan keyed it by: it changed while the run was reading it."""
+
+
 # ---- planning --------------------------------------------------------------------------------------------
-def plan_extraction(collection: Collection, store: FeatureStore) -> ExtractionPlan:
-    """Skip tracks complete in `store` whose file still has the recorded size and mtime; redo the rest."""
-    complete = {record.track_id: record for record in store.tracks()}
-    incomplete = set(store.incomplete_track_ids())
-    quarantined = {record.track_id for record in store.quarantined()}
-    todo: list[SourceTrack] = []
+def plan_extraction(
+    collection: Collection, feature_set: FeatureSet, previous: CollectionRecord | None = None
+) -> ExtractionPlan:
+    """Extract every key the feature set lacks a complete, undamaged copy of (once per key); skip the rest.
+
+    `previous`, the store's record of the same folder from its last extraction, only words the reasons
+    ("changed since it was last extracted" rather than "new").
+    """
+    complete = {record.key for record in feature_set.tracks()}
+    wanted = [track.key for track in collection.tracks if track.key in complete]
+    known = _KnownState(
+        complete=complete,
+        damaged=feature_set.check(wanted),
+        incomplete=set(feature_set.incomplete_keys()),
+        quarantined={record.key for record in feature_set.quarantined()},
+        earlier_keys={track.track_id: track.key for track in previous.tracks} if previous else {},
+    )
+    todo: dict[str, SourceTrack] = {}
     skipped: list[str] = []
     reasons: dict[str, str] = {}
     for track in collection.tracks:
-        reason = _why_extract(track, complete.get(track.track_id), incomplete, quarantined)
+        reason = known.why_extract(track)
         if reason is None:
             skipped.append(track.track_id)
-        else:
-            todo.append(track)
+        elif track.key not in todo:
+            todo[track.key] = track
             reasons[track.track_id] = reason
-    return ExtractionPlan(todo, skipped, reasons)
+    return ExtractionPlan(list(todo.values()), skipped, reasons)
 
 
-def _why_extract(
-    track: SourceTrack, record: TrackRecord | None, incomplete: set[str], quarantined: set[str]
-) -> str | None:
-    if record is not None:
-        return None if _unchanged(track.path, record.source) else "changed since it was extracted"
-    if track.track_id in incomplete:
-        return "incomplete: an earlier extraction stopped mid-write"
-    if track.track_id in quarantined:
-        return "quarantined before: trying again"
-    return "new"
+@dataclass(frozen=True)
+class _KnownState:
+    """What the store says of the keys a plan asks about."""
 
+    complete: set[str]
+    damaged: dict[str, str]  # key -> why its stored copy cannot be trusted
+    incomplete: set[str]
+    quarantined: set[str]
+    earlier_keys: dict[str, str]  # track id -> key, as the folder was last extracted
 
-def _unchanged(path: str, source: SourceStamp) -> bool:
-    try:
-        status = os.stat(path)
-    except OSError:
-        return False  # gone or unreadable now: extracting it again reports why
-    return (status.st_size, status.st_mtime_ns) == (source.size, source.mtime_ns)
+    def why_extract(self, track: SourceTrack) -> str | None:
+        if track.key in self.damaged:
+            return f"damaged in the store ({self.damaged[track.key]})"
+        if track.key in self.complete:
+            return None
+        if track.key in self.incomplete:
+            return "incomplete: an earlier extraction stopped mid-write"
+        if track.key in self.quarantined:
+            return "quarantined before: trying again"
+        if self.earlier_keys.get(track.track_id, track.key) != track.key:
+            return "changed since it was last extracted"
+        return "new"
 
 
 # ---- tracks on a worker --------------------------------------------------------------------------------
-# Dask's round trip per task (scheduler, client, worker threads) and the store's cost per batch array are
-# spread over a task's tracks (a task's tracks are one batch, see storage/schema.py). Measured here, 400
-# synthetic tracks on 2 workers, per track and worker: 26.5 ms in tasks of 8, 22.1 in tasks of 16, 19.6 in
-# tasks of 32 (and, before batches, 9.6 s in all as one task per track against 7.7 s in tasks of 8).
+# Dask's round trip per task and the store's cost per batch array are spread over a task's tracks (a task's
+# tracks are one batch, see storage/schema.py): per track, 26.5 ms in tasks of 8 and 19.6 in tasks of 32
+# (docs/benchmarks.md).
 MEAN_TRACKS_PER_TASK = 32
 # ...but each worker needs several tasks, so that all of them finish at about the same time.
 MIN_TASKS_PER_WORKER = 4
@@ -176,26 +192,27 @@ class TrackFailure:
 class _Extracted:
     """A track's features, computed and waiting to be written with the rest of its batch."""
 
+    track_id: str
     record: TrackRecord
     features: np.ndarray
     seconds: float
 
 
 def extract_tracks(
-    tracks: list[SourceTrack], store_location: str, feature_config: FeatureConfig, min_seconds: float
+    tracks: list[SourceTrack], store_location: str, feature_config: FeatureConfig
 ) -> list[TrackOutcome | TrackFailure]:
     """Decode and log-mel several tracks (one Dask task), then store them as one batch.
 
-    Files whose audio is unusable are quarantined as they come. A track that raises for another reason is
+    Content that is unusable is quarantined as it comes. A track that raises for another reason is
     returned as a `TrackFailure`, not raised, so the others still count; if the batch write itself fails,
     each of its tracks is such a failure (and stays incomplete in the store).
     """
-    store = _open_store(store_location, feature_config)
+    feature_set = _open_feature_set(store_location, feature_config)
     results: dict[str, TrackOutcome | TrackFailure] = {}
     pending: list[_Extracted] = []
     for track in tracks:
         try:
-            done = _extract_features(track, store, feature_config, min_seconds)
+            done = _extract_features(track, feature_set, feature_config)
         except Exception as error:  # whatever a worker raised, the batch goes on and the error names it
             results[track.track_id] = TrackFailure(track.track_id, _describe(error))
             continue
@@ -204,9 +221,9 @@ def extract_tracks(
             continue
         pending.append(done)
         if sum(item.features.nbytes for item in pending) >= WRITE_BUFFER_BYTES:
-            results.update(_write_pending(store, pending))
+            results.update(_write_pending(feature_set, pending))
             pending = []
-    results.update(_write_pending(store, pending))
+    results.update(_write_pending(feature_set, pending))
     _freeze_what_is_loaded()
     return [results[track.track_id] for track in tracks]
 
@@ -215,70 +232,56 @@ def extract_tracks(
 def _freeze_what_is_loaded() -> None:
     """Once per worker process, after its first task: move every object alive now (modules, librosa, numba,
     Zarr) out of the garbage collector's sight. Dask's messages make full collections frequent, and each
-    walked those hundreds of thousands of objects: measured here with perf over 4 s of extraction, each
-    worker's event-loop thread used about a fifth of a core, most of it in gc_collect_main, and about a
-    thirtieth with this."""
+    walked those hundreds of thousands of objects: a fifth of a core per worker's event loop, measured with
+    perf, against a thirtieth with this."""
     gc.collect()
     gc.freeze()
 
 
-def _extract_features(
-    track: SourceTrack, store: FeatureStore, feature_config: FeatureConfig, min_seconds: float
-) -> _Extracted | TrackOutcome:
-    """The track's features, or, where its audio is unusable, the outcome of quarantining it."""
+def _extract_features(track: SourceTrack, feature_set: FeatureSet, feature_config: FeatureConfig) -> _Extracted | TrackOutcome:
+    """The track's features, or, where its content is unusable, the outcome of quarantining it."""
     started = time.perf_counter()
-    data = b""
+    data = read_source(track.path)
+    if content_key(data) != track.key:
+        raise SourceChanged(f"{track.path} changed after it was scanned: run again to extract its new content")
     try:
-        data = read_source(track.path)
-        audio = decode_audio(data, track.path, feature_config.sample_rate, min_seconds)
+        audio = decode_audio(data, track.path, feature_config.sample_rate)
     except AudioError as error:
-        quarantine = QuarantineRecord(track.track_id, error.reason, _stamp(track.path, data))
-        _write_or_fail(store, lambda: store.quarantine(quarantine))
+        quarantine = QuarantineRecord(track.key, error.reason, track.path)
+        _write_or_fail(feature_set, lambda: feature_set.quarantine(quarantine))
         return TrackOutcome(track.track_id, "quarantined", error.reason, 0.0, time.perf_counter() - started)
     features = log_mel(audio, feature_config)
-    duration = audio.size / feature_config.sample_rate
-    record = TrackRecord(track.track_id, track.genre, features.shape[0], duration, _stamp(track.path, data))
-    return _Extracted(record, features, time.perf_counter() - started)
+    record = TrackRecord(track.key, features.shape[0], audio.size / feature_config.sample_rate, track.path)
+    return _Extracted(track.track_id, record, features, time.perf_counter() - started)
 
 
-def _write_pending(store: FeatureStore, pending: list[_Extracted]) -> dict[str, TrackOutcome | TrackFailure]:
+def _write_pending(feature_set: FeatureSet, pending: list[_Extracted]) -> dict[str, TrackOutcome | TrackFailure]:
     """Write `pending` as one batch; each track's time includes its share of the write."""
     if not pending:
         return {}
     started = time.perf_counter()
     try:
-        _write_or_fail(store, lambda: store.write_tracks([(item.record, item.features) for item in pending]))
+        _write_or_fail(feature_set, lambda: feature_set.write_tracks([(item.record, item.features) for item in pending]))
     except Exception as error:
-        return {item.record.track_id: TrackFailure(item.record.track_id, _describe(error)) for item in pending}
+        return {item.track_id: TrackFailure(item.track_id, _describe(error)) for item in pending}
     share = (time.perf_counter() - started) / len(pending)
     return {
-        item.record.track_id: TrackOutcome(
-            item.record.track_id, "extracted", None, item.record.duration_s, item.seconds + share
-        )
+        item.track_id: TrackOutcome(item.track_id, "extracted", None, item.record.duration_s, item.seconds + share)
         for item in pending
     }
 
 
 @lru_cache(maxsize=8)
-def _open_store(location: str, feature_config: FeatureConfig) -> FeatureStore:
+def _open_feature_set(location: str, feature_config: FeatureConfig) -> FeatureSet:
     """One store handle per worker process, not one per task."""
-    return FeatureStore.create_or_open(location, feature_config)
+    return FeatureSet.create_or_open(location, feature_config)
 
 
-def _stamp(path: str, data: bytes) -> SourceStamp:
-    """Size and mtime (cheap to compare on the next run) plus a hash of the content (the data version)."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return SourceStamp(path, -1, 0, "")
-    return SourceStamp(path, status.st_size, status.st_mtime_ns, xxhash.xxh3_128_hexdigest(data) if data else "")
-
-
-def _write_or_fail(store: FeatureStore, write: Callable[[], None]) -> None:
+def _write_or_fail(feature_set: FeatureSet, write: Callable[[], None]) -> None:
     try:
         write()
     except OSError as error:
-        raise StoreWriteError(f"writing to the store {store.location} failed: {error.strerror or error}") from error
+        raise StoreWriteError(f"writing to the store {feature_set.location} failed: {error.strerror or error}") from error
 
 
 # ---- many tracks on Dask --------------------------------------------------------------------------------
@@ -286,7 +289,6 @@ def extract_batch(
     batch: list[SourceTrack],
     store_location: str,
     feature_config: FeatureConfig,
-    min_seconds: float,
     client: Client,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[TrackOutcome]:
@@ -303,11 +305,11 @@ def extract_batch(
     """
     from distributed import as_completed
 
-    FeatureStore.create_or_open(store_location, feature_config)  # header first, before workers race to it
+    FeatureSet.create_or_open(store_location, feature_config)  # headers first, before workers race to them
     groups = task_groups(batch, sum(client.nthreads().values()))
     futures = client.map(
         _extract_task, groups, store_location=store_location, feature_config=feature_config,
-        min_seconds=min_seconds, pure=False, key="extract_tracks",  # the dashboard's name for these tasks
+        pure=False, key="extract_tracks",  # the dashboard's name for these tasks
     )
     if on_progress is not None:  # otherwise the gather below does the waiting
         tracks_in = {future.key: len(group) for future, group in zip(futures, groups)}
@@ -358,11 +360,9 @@ class _TaskResults:
     results: list[TrackOutcome | TrackFailure]
 
 
-def _extract_task(
-    tracks: list[SourceTrack], store_location: str, feature_config: FeatureConfig, min_seconds: float
-) -> _TaskResults:
+def _extract_task(tracks: list[SourceTrack], store_location: str, feature_config: FeatureConfig) -> _TaskResults:
     """`extract_tracks` as a Dask task: its results boxed for the trip back to the client."""
-    return _TaskResults(extract_tracks(tracks, store_location, feature_config, min_seconds))
+    return _TaskResults(extract_tracks(tracks, store_location, feature_config))
 
 
 def _all_results(

@@ -9,10 +9,15 @@ A folder contributes the audio files directly inside it (unlabelled) and, in the
 `<folder>/<genre>/<file>`, the files of its genre folders, labelled by the folder name; where labels are
 known, the result also holds the track-level accuracy over the files whose genre the model knows.
 A file that cannot be read or decoded gets an error entry and the others are still predicted.
+
+The result says what the model learned from (its collection and data version), and marks each file whose
+content was among its training or validation tracks (`learned_from`): an accuracy over such files measures
+memory, not generalisation.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,12 +29,12 @@ import numpy as np
 from genreflow.config import AUDIO_EXTENSIONS, FeatureConfig
 from models.registry import Classifier
 from storage.store import as_stored
-from tasks.audio import AudioError, load_audio
-from tasks.collection import scan_collection
+from tasks.audio import AudioError, SourceError, decode_audio, read_source
+from tasks.collection import content_key, list_collection
 from tasks.dataset import BandNormaliser, cut_clips, evaluation_starts
 from tasks.evaluate import load_member, predict_clips
 from tasks.logmel import log_mel
-from tasks.train import CellInfo, fold_dir
+from tasks.train import FOLD_FILE, CellInfo, fold_dir
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,17 @@ class Ensemble:
 
     cell: CellInfo
     members: list[tuple[Classifier, BandNormaliser]]
+    learned_from: frozenset[str]  # content keys of every track any member trained or validated on
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Ensemble:
         cell = CellInfo.load(Path(model_dir))
-        return cls(cell, [load_member(fold_dir(Path(model_dir), index)) for index in range(cell.folds)])
+        folds = [fold_dir(Path(model_dir), index) for index in range(cell.folds)]
+        seen = set()
+        for folder in folds:
+            fold = json.loads((folder / FOLD_FILE).read_text())
+            seen.update(track.key for track in cell.tracks_by_id([*fold["train"], *fold["valid"]]))
+        return cls(cell, [load_member(folder) for folder in folds], frozenset(seen))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """(genres,): the track-level softmax of a log-mel (frames, mels) as the store holds it."""
@@ -69,17 +80,20 @@ def predict_paths(model_dir: str | Path, paths: Sequence[str | os.PathLike[str]]
     predictions = []
     for item in inputs:
         try:
-            features = file_features(item.path, ensemble.cell.feature_config, ensemble.cell.clip_seconds)
-        except AudioError as error:
+            key, features = file_features(item.path, ensemble.cell.feature_config, ensemble.cell.clip_seconds)
+        except (AudioError, SourceError) as error:
             errors.append({"path": item.path, "error": error.reason})
             continue
-        predictions.append(_prediction(item, ensemble.probabilities(features), ensemble.cell.genres))
+        row = _prediction(item, ensemble.probabilities(features), ensemble.cell.genres)
+        predictions.append({**row, "learned_from": key in ensemble.learned_from})
     return {
         "model_dir": str(Path(model_dir).resolve()),
         "model": ensemble.cell.model,
         "clip_seconds": ensemble.cell.clip_seconds,
+        "trained_on": {"collection": ensemble.cell.collection, "data_version": ensemble.cell.data_version},
         "predictions": predictions,
         "errors": errors,
+        "learned_from": sum(row["learned_from"] for row in predictions),
         **_accuracy(predictions, ensemble.cell.genres),
     }
 
@@ -102,10 +116,11 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[AudioI
     return inputs, errors
 
 
-def file_features(path: str, config: FeatureConfig, clip_seconds: float) -> np.ndarray:
-    """The log-mel of one file exactly as extraction stores it (including the store's float16 rounding)."""
-    audio = load_audio(path, config.sample_rate, min_seconds=clip_seconds)
-    return as_stored(log_mel(audio, config), config.dtype).astype(np.float32)
+def file_features(path: str, config: FeatureConfig, clip_seconds: float) -> tuple[str, np.ndarray]:
+    """One file's content key and its log-mel exactly as extraction stores it (with the store's rounding)."""
+    data = read_source(path)
+    audio = decode_audio(data, path, config.sample_rate, min_seconds=clip_seconds)
+    return content_key(data), as_stored(log_mel(audio, config), config.dtype).astype(np.float32)
 
 
 def _folder_inputs(folder: Path) -> list[AudioInput]:
@@ -114,7 +129,7 @@ def _folder_inputs(folder: Path) -> list[AudioInput]:
         for entry in sorted(folder.iterdir())
         if entry.is_file() and not entry.name.startswith(".") and entry.suffix.lower() in AUDIO_EXTENSIONS
     ]
-    labelled = [AudioInput(track.path, track.genre) for track in scan_collection(folder).tracks]
+    labelled = [AudioInput(found.path, found.genre) for found in list_collection(folder).files]
     return loose + labelled
 
 

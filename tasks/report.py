@@ -407,23 +407,45 @@ def unfinished_section(analysis: Analysis) -> Section | None:
 
 
 def data_section(folder: RunFolder) -> Section:
-    store = folder.run.get("store")
+    data = folder.run.get("data")
     blocks: list[Block] = []
-    if store:
+    if data:
         blocks.append(
-            f"Store {store.get('location', '?')}: {store.get('tracks', '?')} tracks, {store.get('audio_hours', '?')} hours of audio; "
-            f"data version {store.get('data_version', '?')}, feature id {store.get('feature_id', '?')}."
+            f"Collection {data.get('collection', '?')} (store {data.get('store', '?')}): {data.get('tracks', '?')} tracks, "
+            f"{data.get('audio_hours', '?')} hours of audio; data version {data.get('data_version', '?')}, feature id "
+            f"{data.get('feature_id', '?')}. Every cell learned from these tracks and no others."
         )
-        genres = store.get("genres", {})
+        genres = data.get("genres", {})
         blocks.append(Table(("genre", *genres), [("tracks", *map(str, genres.values()))]))
     else:
         versions = sorted({cell.data_version for cell in folder.cells if cell.data_version})
-        blocks.append(f"{RUN_FILE} not found: store details unavailable. Data version(s) from the results: {', '.join(versions) or 'unknown'}.")
+        blocks.append(f"{RUN_FILE} not found: data details unavailable. Data version(s) from the results: {', '.join(versions) or 'unknown'}.")
+    blocks.extend(data_version_blocks(folder, data))
     blocks.append(split_table(folder.cells))
-    blocks.extend(quarantine_blocks(store))
-    if store and store.get("feature_config"):
-        blocks.append(Table(("feature setting", "value"), [(key, value_text(value)) for key, value in store["feature_config"].items()]))
+    blocks.extend(excluded_blocks(folder.cells))
+    blocks.extend(quarantine_blocks(data))
+    if data and data.get("feature_config"):
+        blocks.append(Table(("feature setting", "value"), [(key, value_text(value)) for key, value in data["feature_config"].items()]))
     return Section("The data", blocks)
+
+
+def data_version_blocks(folder: RunFolder, data: dict[str, Any] | None) -> list[Block]:
+    """A warning where cells learned from other data than each other (or than the run's collection)."""
+    versions = sorted({cell.data_version for cell in folder.cells if cell.data_version})
+    expected = {data["data_version"]} if data and data.get("data_version") else set()
+    if len(versions) <= 1 and set(versions) <= (expected or set(versions)):
+        return []
+    return [f"Warning: the results come from {len(versions)} different data versions ({', '.join(versions)}); "
+            "cells trained on different collections are not comparable."]
+
+
+def excluded_blocks(cells: Iterable[Cell]) -> list[Block]:
+    """Which cells left out tracks shorter than their clip, and how many."""
+    rows = sorted({(cell.model, clip_text(cell.clip_seconds), len(cell.excluded)) for cell in cells if cell.excluded})
+    if not rows:
+        return []
+    return ["Tracks shorter than a cell's clip were left out of that cell (listed in its result.json):",
+            Table(("model", "clip", "tracks left out"), [(model, clip, str(count)) for model, clip, count in rows])]
 
 
 def split_table(cells: Iterable[Cell]) -> Table:
@@ -432,10 +454,10 @@ def split_table(cells: Iterable[Cell]) -> Table:
     return Table(("split seed", "train tracks", "validation tracks", "test tracks"), rows)
 
 
-def quarantine_blocks(store: dict[str, Any] | None) -> list[Block]:
-    if not store:
+def quarantine_blocks(data: dict[str, Any] | None) -> list[Block]:
+    if not data:
         return []
-    quarantined = store.get("quarantined", [])
+    quarantined = data.get("quarantined", [])
     if not quarantined:
         return ["No file was quarantined."]
     rows = [(entry.get("path") or entry.get("track_id", "?"), entry.get("reason", "?")) for entry in quarantined]
@@ -472,7 +494,7 @@ def run_section(folder: RunFolder) -> Section:
 
 
 def differences_section(folder: RunFolder) -> Section:
-    tracks = folder.run.get("store", {}).get("tracks")
+    tracks = folder.run.get("data", {}).get("tracks")
     data = (
         f"The paper used {paper.PAPER_DATA}; this run used {tracks} tracks, so its numbers are not the paper's "
         "numbers on the same data."

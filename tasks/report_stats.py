@@ -48,6 +48,7 @@ class Cell:
     costs: dict[str, float | None]  # params, size_bytes, train_seconds, epochs_run, predict_clips_per_second
     n_tracks: dict[str, int]
     data_version: str | None
+    excluded: dict[str, str]  # tracks too short for the clip: track id -> reason
 
     def metric(self, level: str, name: str) -> float | None:
         return self.metrics.get(level, {}).get(name)
@@ -74,6 +75,7 @@ class Cell:
             costs={key: values.get(key) for key in COST_KEYS},
             n_tracks=dict(values.get("n_tracks") or {}),
             data_version=values.get("data_version"),
+            excluded=dict(values.get("excluded") or {}),
         )
 
 

@@ -1,13 +1,18 @@
 """Training one cell (model, clip length, seed, split) into a model directory that prediction can use alone.
 
+A cell learns from exactly the tracks it is given (`TrainingData`: a collection's usable tracks, keyed by
+content), never from whatever else the store holds. Tracks shorter than the clip are left out and listed
+(`excluded` in cell.json and the result); damaged or missing features stop the cell with their names.
+
 The model directory (`out_dir` of `train_cell`):
 
     cell.json            what was trained on what: model, clip length and frames, seed, split, genres,
-                         feature configuration and id, data version, store, settings, number of folds.
+                         feature configuration and id, the collection's folder, its tracks (id, genre,
+                         key) and data version, the excluded tracks, store, settings, number of folds.
                          Written last: a directory without it is an interrupted training.
     fold-<k>/            one per training: only fold-0 for stratified / paper / fault-filtered, K of them
                          for kfold:K (fold k tests the k-th fold's tracks and trains on the others)
-        model.keras      (model.joblib for the baseline)
+        model.keras      (baseline.npz for the baseline)
         normalisation.json   per-band mean and std of this fold's training tracks
         fold.json        this fold's train / valid / test track ids, epochs run, seconds, Keras history
     result.json          written by `tasks.evaluate.evaluate_cell`
@@ -27,27 +32,30 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from genreflow.config import FeatureConfig
-from models.registry import MODELS, build_model, is_keras, save_model
-from storage.schema import TrackRecord
-from storage.store import FeatureStore
+from models.registry import build_model, check_clip, is_keras, save_model
+from storage.schema import CollectionTrack, StoreError, data_version
+from storage.store import FeatureSet, Store
+from tasks.audio import SHORT_TOLERANCE_S
 from tasks.dataset import (
     DEFAULT_MEMORY_CAP_MB,
     Batch,
     ClipStream,
+    LabelledTrack,
     clip_count,
     epoch_batches,
     evaluation_plan,
     fit_band_normaliser,
+    labelled_tracks,
     to_tf_dataset,
     training_clip_count,
 )
-from tasks.splits import Fold, make_folds
+from tasks.splits import MIN_GENRES, Fold, make_folds
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +87,42 @@ class TrainingSettings:
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0 or self.memory_cap_mb <= 0:
+        if not (self.learning_rate > 0 and self.memory_cap_mb > 0):
             raise ValueError(f"learning_rate and memory_cap_mb must be positive, got {self}")
         if self.crops_per_track is not None and self.crops_per_track < 1:
             raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Exactly what a cell learns from: the store, the features and one collection's usable tracks."""
+
+    store: str
+    feature_config: FeatureConfig
+    collection: str  # the collection's folder
+    tracks: tuple[CollectionTrack, ...]
+
+    @property
+    def data_version(self) -> str:
+        return data_version(self.feature_config.identity(), self.tracks)
+
+    @classmethod
+    def from_store(cls, location: str, feature_config: FeatureConfig, collection: str | None = None) -> TrainingData:
+        """The usable tracks of a collection the store has recorded: the one named by its folder, or the
+        store's only one. Tracks quarantined or never extracted are left out (extraction reported them)."""
+        store = Store.open(location)
+        record = store.collection(collection) if collection else None
+        known = [known.root for known in store.collections()]
+        if collection and record is None:
+            raise StoreError(f"{location} has no collection {collection}; it knows {known or 'none'}")
+        if record is None and len(known) != 1:
+            raise StoreError(
+                f"{location} holds {len(known)} collections ({', '.join(known) or 'none'}): name one with --data"
+                if known else f"{location} holds no collection: extract one into it first (genreflow extract)"
+            )
+        record = record or store.collections()[0]
+        ready = store.feature_set(feature_config).usable(record.tracks).ready
+        return cls(location, feature_config, record.root, tuple(ready))
 
 
 @dataclass(frozen=True)
@@ -98,12 +138,16 @@ class CellInfo:
     feature_config: FeatureConfig
     data_version: str
     store: str
+    collection: str
+    tracks: list[CollectionTrack]
+    excluded: dict[str, str]  # track id -> why it was not trained or tested on
     folds: int
     settings: TrainingSettings = field(default_factory=TrainingSettings)
 
     def save(self, model_dir: Path) -> None:
         values = asdict(self)
         values["feature_id"] = self.feature_config.identity()
+        values["tracks"] = [track.to_json() for track in self.tracks]
         write_json(model_dir / CELL_FILE, values)
 
     @classmethod
@@ -117,15 +161,35 @@ class CellInfo:
         values.pop("feature_id")
         values["feature_config"] = FeatureConfig.from_dict(values["feature_config"])
         values["settings"] = TrainingSettings(**values["settings"])
+        values["tracks"] = [CollectionTrack.from_json(track) for track in values["tracks"]]
         return cls(**values)
+
+    def tracks_by_id(self, track_ids: Sequence[str]) -> list[CollectionTrack]:
+        """The cell's tracks of the given ids, in that order."""
+        by_id = {track.track_id: track for track in self.tracks}
+        return [by_id[track_id] for track_id in track_ids]
 
 
 def fold_dir(model_dir: Path, fold: int) -> Path:
     return Path(model_dir) / f"fold-{fold}"
 
 
+def split_by_length(tracks: Sequence[LabelledTrack], clip_frames: int, feature_config: FeatureConfig) -> tuple[list[LabelledTrack], dict[str, str]]:
+    """Tracks long enough for a clip (up to `SHORT_TOLERANCE_S` short: mirrored at the end), and why the
+    others are excluded."""
+    shortest = clip_frames - feature_config.frames_for(SHORT_TOLERANCE_S)
+    kept = [track for track in tracks if track.n_frames >= shortest]
+    seconds = clip_frames * feature_config.hop_length / feature_config.sample_rate
+    excluded = {
+        track.track_id: f"shorter than the clip ({track.n_frames} frames < {clip_frames}, {seconds:.2f} s)"
+        for track in tracks
+        if track.n_frames < shortest
+    }
+    return kept, excluded
+
+
 def train_cell(
-    store_location: str,
+    data: TrainingData,
     model: str,
     clip_seconds: float,
     seed: int,
@@ -139,43 +203,61 @@ def train_cell(
     crops_per_track: int | None = None,
     memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB,
 ) -> Path:
-    """Train `model` on `clip_seconds` clips from the store into `out_dir` (the model directory); returns it."""
+    """Train `model` on `clip_seconds` clips of `data`'s tracks into `out_dir` (the model directory)."""
     settings = TrainingSettings(epochs, batch_size, learning_rate, patience, crops_per_track, memory_cap_mb)
-    _check_request(model, clip_seconds, settings)
+    settings.check()
+    clip_frames = check_clip(model, clip_seconds, data.feature_config)
+    store = FeatureSet.open(data.store, data.feature_config)
+    stored = labelled_tracks(store, data.tracks)
+    usable, excluded = split_by_length(stored, clip_frames, data.feature_config)
+    _check_trainable(stored, usable, clip_seconds, data)
+    for track_id, reason in excluded.items():
+        logger.warning("%s %gs: %s is left out: %s", model, clip_seconds, track_id, reason)
     configure_tensorflow(threads)
-    store = FeatureStore.open(store_location)
-    records = store.tracks()
-    if not records:
-        raise ValueError(f"the store {store_location} holds no complete tracks to train on")
-    folds = make_folds({record.track_id: record.genre for record in records}, split, seed)
+    folds = make_folds({track.track_id: track.genre for track in usable}, split, seed)
     cell = CellInfo(
         model=model,
         clip_seconds=float(clip_seconds),
-        clip_frames=store.feature_config.frames_for(clip_seconds),
+        clip_frames=clip_frames,
         seed=seed,
         split=split,
-        genres=sorted({record.genre for record in records}),
-        feature_config=store.feature_config,
-        data_version=store.data_version(),
-        store=store_location,
+        genres=sorted({track.genre for track in usable}),
+        feature_config=data.feature_config,
+        data_version=data.data_version,
+        store=data.store,
+        collection=data.collection,
+        tracks=list(data.tracks),
+        excluded=excluded,
         folds=len(folds),
         settings=settings,
     )
     model_dir = _fresh_model_dir(Path(out_dir))
-    by_id = {record.track_id: record for record in records}
+    by_id = {track.track_id: track for track in usable}
     for index, fold in enumerate(folds):
         _train_fold(cell, store, by_id, fold, index, fold_dir(model_dir, index))
     cell.save(model_dir)
     return model_dir
 
 
-def _check_request(model: str, clip_seconds: float, settings: TrainingSettings) -> None:
-    """Refuse what cannot train before any work starts, naming what is wrong."""
-    settings.check()
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    if clip_seconds <= 0:
-        raise ValueError(f"clip length must be positive seconds, got {clip_seconds}")
+def _check_trainable(
+    stored: Sequence[LabelledTrack], usable: Sequence[LabelledTrack], clip_seconds: float, data: TrainingData
+) -> None:
+    """Refuse data a classifier cannot honestly learn from: no track long enough, or one genre only."""
+    if not stored:
+        raise ValueError(f"no tracks to train on in {data.collection}")
+    if not usable:
+        config = data.feature_config
+        longest = max(track.n_frames for track in stored) * config.hop_length / config.sample_rate
+        raise ValueError(
+            f"every track of {data.collection} is shorter than a {clip_seconds:g} s clip (the longest lasts "
+            f"{longest:.1f} s); choose a shorter clip"
+        )
+    genres = sorted({track.genre for track in usable})
+    if len(genres) < MIN_GENRES:
+        raise ValueError(
+            f"{data.collection} has {len(genres)} genre ({', '.join(genres)}) with tracks of at least "
+            f"{clip_seconds:g} s; a genre classifier needs at least {MIN_GENRES}"
+        )
 
 
 def configure_tensorflow(threads: int | None) -> None:
@@ -205,12 +287,12 @@ def _fresh_model_dir(model_dir: Path) -> Path:
 
 
 def _train_fold(
-    cell: CellInfo, store: FeatureStore, by_id: dict[str, TrackRecord], fold: Fold, index: int, directory: Path
+    cell: CellInfo, store: FeatureSet, by_id: dict[str, LabelledTrack], fold: Fold, index: int, directory: Path
 ) -> None:
     """Fit the normalisation and the model on one fold's training tracks; save both with the fold's facts."""
     started = time.perf_counter()
     directory.mkdir(parents=True)
-    normaliser = fit_band_normaliser(store, fold.train)
+    normaliser = fit_band_normaliser(store, [by_id[track_id].key for track_id in fold.train])
     normaliser.save(directory / NORMALISATION_FILE)
     model = _fresh_model(cell)
     stream = ClipStream(store, cell.clip_frames, normaliser, cell.settings.batch_size, cell.settings.memory_cap_mb)
@@ -237,8 +319,8 @@ def _train_fold(
 class FoldTracks:
     """One fold's training and validation tracks, the genre numbering, and the seed of its random crops."""
 
-    train: list[TrackRecord]
-    valid: list[TrackRecord]
+    train: list[LabelledTrack]
+    valid: list[LabelledTrack]
     genre_index: dict[str, int]
     seed: tuple[int, int]
 

@@ -1,8 +1,9 @@
-"""`genreflow extract` (audio to the feature store, on Dask), `genreflow store info` (what a store holds) and
-`genreflow store compact` (delete the batches nothing needs any more).
+"""`genreflow extract` (audio to the store, on Dask), `genreflow store info` (what a store holds),
+`genreflow store verify` (read everything, name what is damaged) and `genreflow store compact` (delete the
+batches nothing needs any more).
 
-The same functions the flow calls, without Prefect: scan or write the collection, plan against the store,
-extract on Dask with a progress bar, then a closing summary.
+The same functions the flow calls, without Prefect: scan the collection (every file hashed), plan against the
+store, extract on Dask with a progress bar, record the collection, then a closing summary.
 """
 
 from __future__ import annotations
@@ -14,44 +15,52 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from genreflow.config import DEFAULT_CLIP_SECONDS
-
 if TYPE_CHECKING:
-    from storage.store import Compaction
+    from storage.store import Compaction, Damage, Store
     from tasks.extract import ExtractionPlan, TrackOutcome
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `extract`, `store info` and `store compact`."""
+    """Add `extract` and `store info | verify | compact`."""
     extract = subparsers.add_parser(
-        "extract", help="extract log-mel features into the Zarr feature store (Dask)",
-        description="Decode every track, compute its log-mel on Dask workers and write it into the store. "
-        "Complete, unchanged tracks are skipped; bad files are quarantined with their reason.",
-    )
+        "extract", help="extract log-mel features into the Zarr store (Dask)",
+        description="Read and hash every track, compute the log-mel of each one the store lacks on Dask workers "
+        "and write it into the store, then record the collection (its tracks, labels and content keys). Tracks "
+        "already complete and undamaged are skipped; files whose content is unusable are quarantined with their "
+        "reason.",
+    )  # fmt: skip
     extract.add_argument("--data", default="synthetic", help="a GTZAN-layout folder, or 'synthetic' (default)")
     extract.add_argument("--store", default="runs/store.zarr", help="store path or fsspec URL (default %(default)s)")
     extract.add_argument("--workers", type=int, default=None, help="Dask workers for a local cluster (default: cores)")
     extract.add_argument("--dask-address", default=None, help="use this running Dask scheduler instead")
-    extract.add_argument("--min-seconds", type=float, default=max(DEFAULT_CLIP_SECONDS),
-                         help="quarantine tracks shorter than this (default: the longest clip, %(default)g s)")
     extract.add_argument("--tracks-per-genre", type=int, default=20, help="synthetic collection size (default 20)")
     extract.add_argument("--synthetic-seed", type=int, default=0, help="synthetic collection seed (default 0)")
     extract.add_argument("--synthetic-dir", default=None,
                          help="folder to write the synthetic collection under (default: beside a local store)")
     extract.set_defaults(handler=run_extract)
 
-    store = subparsers.add_parser("store", help="inspect a feature store")
+    store = subparsers.add_parser("store", help="inspect, verify or compact a store")
     store_commands = store.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
-    info = store_commands.add_parser("info", help="tracks, genres, quarantine, feature config, size")
+    info = store_commands.add_parser("info", help="collections, feature sets, quarantine, size")
     info.add_argument("store", help="store path or fsspec URL")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(handler=show_store_info)
+    verify = store_commands.add_parser(
+        "verify", help="read every track and name what is damaged",
+        description="Read every chunk of every complete track (checksums, decoding, missing chunks) and every "
+        "batch's and collection's metadata, and list what is damaged, one line each. Exit status 1 if anything "
+        "is. `genreflow extract` re-extracts damaged tracks whose files are still there; training refuses them.",
+    )  # fmt: skip
+    verify.add_argument("store", help="store path or fsspec URL")
+    verify.add_argument("--json", action="store_true", help="print JSON instead of text")
+    verify.set_defaults(handler=verify_store)
     compact = store_commands.add_parser(
-        "compact", help="delete superseded and abandoned batches to free space",
+        "compact", help="delete superseded, abandoned and damaged batches to free space",
         description="Delete the batch arrays no reader needs: those whose every track was extracted again since, "
-        "and those a stopped extraction left incomplete. Only batches dead for at least --min-age hours go, so "
-        "that a running extraction or a training run that indexed the store earlier is not disturbed.",
-    )
+        "those a stopped extraction left incomplete and those whose metadata is damaged. Only batches dead for "
+        "at least --min-age hours go, so that a running extraction or a training run that indexed the store "
+        "earlier is not disturbed.",
+    )  # fmt: skip
     compact.add_argument("store", help="store path or fsspec URL")
     compact.add_argument("--min-age", type=float, default=24.0, metavar="HOURS",
                          help="leave batches that died less than this long ago (default %(default)g; 0 when "
@@ -62,12 +71,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    """Plan, extract on Dask with a progress bar, print the summary; 1 if some track could not be written."""
+    """Plan, extract on Dask with a progress bar, record the collection, print the summary; 1 if some track
+    could not be written."""
     from tqdm import tqdm
 
     from genreflow.config import FeatureConfig
-    from storage.schema import StoreError
-    from storage.store import FeatureStore, absolute_location
+    from storage.schema import CollectionTrack, StoreError
+    from storage.store import Store, absolute_location
     from tasks.collection import default_synthetic_root, load_collection
     from tasks.extract import ExtractionError, dask_client, extract_batch, plan_extraction
 
@@ -77,23 +87,25 @@ def run_extract(args: argparse.Namespace) -> int:
     try:
         synthetic_root = args.synthetic_dir or default_synthetic_root(location)
         collection = load_collection(args.data, args.tracks_per_genre, synthetic_root, args.synthetic_seed)
-        store = FeatureStore.create_or_open(location, config)
+        store = Store.create_or_open(location)
+        feature_set = store.feature_set(config)
     except (OSError, ValueError, StoreError) as error:
         return _fail(str(error))
     for entry in collection.ignored:
         print(f"ignored {entry.path}: {entry.reason}")
     if not collection.tracks:
         return _fail(f"no audio files in {args.data} (expected <genre>/<file> with one of the audio extensions)")
-    plan = plan_extraction(collection, store)
+    plan = plan_extraction(collection, feature_set, store.collection(collection.root))
     print(_describe_plan(plan, location))
     outcomes: list[TrackOutcome] = []
     failure: ExtractionError | None = None
     if plan.todo:
         with dask_client(args.dask_address, args.workers) as client, tqdm(total=len(plan.todo), unit="track") as bar:
             try:
-                outcomes = extract_batch(plan.todo, location, config, args.min_seconds, client, bar.update)
+                outcomes = extract_batch(plan.todo, location, config, client, bar.update)
             except ExtractionError as error:
                 outcomes, failure = error.outcomes, error
+    store.record_collection(collection.root, [CollectionTrack(t.track_id, t.genre, t.key) for t in collection.tracks])
     print(_summary(outcomes, len(plan.skipped), time.perf_counter() - started))
     if failure is not None:
         return _fail(str(failure))
@@ -101,27 +113,62 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def show_store_info(args: argparse.Namespace) -> int:
-    """Print `FeatureStore.info()`, as JSON or as text."""
+    """Print `Store.info()`, as JSON or as text."""
     from storage.schema import StoreError
-    from storage.store import FeatureStore, absolute_location
+    from storage.store import Store, absolute_location
 
     try:
-        info = FeatureStore.open(absolute_location(args.store)).info()
+        info = Store.open(absolute_location(args.store)).info()
     except StoreError as error:
         return _fail(str(error))
     print(json.dumps(info, indent=2) if args.json else _describe_info(info))
     return 0
 
 
-def compact_store(args: argparse.Namespace) -> int:
-    """Run `FeatureStore.compact` and say what went (or would go) and what was left for later."""
+def verify_store(args: argparse.Namespace) -> int:
+    """Print every damaged thing in the store, naming tracks by their collections; 1 if there is any."""
     from storage.schema import StoreError
-    from storage.store import FeatureStore, absolute_location
+    from storage.store import Store, absolute_location
+
+    try:
+        store = Store.open(absolute_location(args.store))
+        damage = store.verify()
+    except StoreError as error:
+        return _fail(str(error))
+    rows = [_damage_row(entry, _names_by_key(store)) for entry in damage]
+    if args.json:
+        print(json.dumps({"location": store.location, "damaged": rows}, indent=2))
+    else:
+        print("\n".join([f"{row['kind']} {row['name']}: {row['reason']}" for row in rows] or [f"{store.location}: no damage found"]))
+    return 1 if damage else 0
+
+
+def _names_by_key(store: Store) -> dict[str, list[str]]:
+    """Content key -> '<collection folder>: <track id>' of every recorded track with that content."""
+    names: dict[str, list[str]] = {}
+    for record in store.collections():
+        for track in record.tracks:
+            names.setdefault(track.key, []).append(f"{record.root}/{track.track_id}")
+    return names
+
+
+def _damage_row(entry: Damage, names: dict[str, list[str]]) -> dict[str, Any]:
+    row = {"kind": entry.kind, "name": entry.name, "reason": entry.reason, "feature_id": entry.feature_id}
+    if entry.kind == "track":
+        row["tracks"] = names.get(entry.name, [])
+        row["name"] = " = ".join(row["tracks"]) + f" (key {entry.name})" if row["tracks"] else f"key {entry.name}"
+    return row
+
+
+def compact_store(args: argparse.Namespace) -> int:
+    """Run `Store.compact` and say what went (or would go) and what was left for later."""
+    from storage.schema import StoreError
+    from storage.store import Store, absolute_location
 
     if args.min_age < 0:
         return _fail(f"--min-age must be 0 or more hours, got {args.min_age:g}")
     try:
-        store = FeatureStore.open(absolute_location(args.store), writable=not args.dry_run)
+        store = Store.open(absolute_location(args.store), writable=not args.dry_run)
         compaction = store.compact(args.min_age * 3600, args.dry_run)
     except StoreError as error:
         return _fail(str(error))
@@ -146,7 +193,7 @@ def _describe_compaction(compaction: Compaction, min_age_hours: float) -> str:
     reasons = Counter(batch.reason for batch in compaction.removed)
     lines = [
         f"{verb} {len(compaction.removed)} batch array(s) ({reasons['superseded']} superseded, "
-        f"{reasons['incomplete']} incomplete), {compaction.bytes_freed / 2**20:.1f} MiB"
+        f"{reasons['incomplete']} incomplete, {reasons['damaged']} damaged), {compaction.bytes_freed / 2**20:.1f} MiB"
     ]
     if compaction.too_young:
         lines.append(
@@ -176,20 +223,29 @@ def _summary(outcomes: list[TrackOutcome], skipped: int, seconds: float) -> str:
 
 
 def _describe_info(info: dict[str, Any]) -> str:
-    genres = ", ".join(f"{genre} {count}" for genre, count in info["genres"].items()) or "none"
     lines = [
         f"store          {info['location']}",
-        f"schema         version {info['schema_version']}, feature id {info['feature_id']}",
-        f"features       {json.dumps(info['feature_config'])}",
-        f"tracks         {info['tracks']} ({genres})",
-        f"audio          {info['audio_hours']:.2f} h",
+        f"schema         version {info['schema_version']}",
         f"size           {info['bytes_on_disk'] / 2**20:.1f} MiB",
-        f"data version   {info['data_version']}",
-        f"incomplete     {info['incomplete_tracks']} (an extraction stopped mid-write; the next one redoes them)",
-        f"superseded     {info['superseded_copies']} (older copies of tracks extracted again, still on disk: see store compact)",
-        f"quarantined    {len(info['quarantined'])}",
     ]
-    lines += [f"  {entry['path']}: {entry['reason']}" for entry in info["quarantined"]]
+    for features in info["feature_sets"]:
+        lines += [
+            f"feature set    {features['feature_id']}: {json.dumps(features['feature_config'])}",
+            f"  tracks       {features['tracks']} ({features['audio_hours']:.2f} h of audio)",
+            f"  incomplete   {features['incomplete_tracks']} (an extraction stopped mid-write; the next one redoes them)",
+            f"  superseded   {features['superseded_copies']} (older copies of tracks extracted again: see store compact)",
+            f"  damaged      {len(features['damaged_batches'])} batch(es) whose metadata does not read (see store verify)",
+            f"  quarantined  {len(features['quarantined'])}",
+        ]
+        lines += [f"    {entry['source']}: {entry['reason']}" for entry in features["quarantined"]]
+    for collection in info["collections"]:
+        genres = ", ".join(f"{genre} {count}" for genre, count in collection["genres"].items())
+        lines.append(f"collection     {collection['root']} (recorded {collection['recorded']})")
+        lines.append(f"  tracks       {collection['tracks']} ({genres})")
+        for feature_id, usable in collection["feature_sets"].items():
+            lines.append(
+                f"  in {feature_id}: {usable['ready']} ready, {usable['quarantined']} quarantined, {usable['missing']} missing"
+            )
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--dask-address", default=None, help="existing Dask scheduler (default: a LocalCluster)")
     parser.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
-    parser.add_argument("--out", default="runs/latest", help="output folder: summary, results, report")
+    parser.add_argument(
+        "--out", default="runs",
+        help="folder of run folders: each run writes OUT/<run name>/ (summary, results, report), OUT/latest links the newest",
+    )  # fmt: skip
     parser.add_argument("--cache", default="runs/cache", help="persisted task results and trained models")
     parser.set_defaults(handler=run_command)
 
@@ -49,20 +53,29 @@ EPHEMERAL_STARTUP_SECONDS = "180"
 
 
 def run_command(args: argparse.Namespace) -> int:
+    """Check the options (no Prefect yet: a mistake costs a second), run the flow, print its closing table."""
+    from flows.preflight import RunRefused, check_run
+
+    try:
+        check_run(
+            args.data, args.models, args.clip_seconds, args.seeds, args.split, args.tracks_per_genre,
+            [args.out, args.cache, args.store],
+        )  # fmt: skip
+    except RunRefused as error:
+        print(f"genreflow: error: {error}", file=sys.stderr)
+        return 2
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS)
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", PREFECT_EXTRA_LOGGERS)
     from flows.pipeline import GridFailed, genreflow_flow
 
-    failure: GridFailed | None = None
     try:
-        genreflow_flow(**flow_parameters(args, set(genreflow_flow.parameters.properties)))
-    except GridFailed as error:
-        failure = error
-    summary_path = Path(args.out) / "summary.json"
-    print_summary(json.loads(summary_path.read_text()), summary_path)
-    if failure is not None:
+        summary = genreflow_flow(**flow_parameters(args, set(genreflow_flow.parameters.properties)))
+    except GridFailed as failure:
+        summary_path = Path(failure.run_dir) / "summary.json"
+        print_summary(json.loads(summary_path.read_text()), summary_path)
         print(f"\n{failure}\nRun the same command again to redo only the failed cells.")
         return 1
+    print_summary(summary, Path(summary["run_dir"]) / "summary.json")
     return 0
 
 
@@ -79,6 +92,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"{cell['model']:<10}{cell['clip_seconds']:>5g}s{cell['seed']:>6}  {cell['status']:<8}{cell['seconds']:>9.1f}{accuracy:>11}"
         )
+        if cell.get("excluded"):
+            lines.append(f"    {cell['excluded']} track(s) shorter than the clip left out")
         if cell.get("error"):
             lines.append(f"    error: {cell['error']}")
     return "\n".join(lines)
@@ -86,5 +101,5 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def print_summary(summary: dict[str, Any], summary_path: Path) -> None:
     print(format_summary(summary))
-    print(f"\nflow run {summary['flow_run_id']}: {summary['state']}")
-    print(f"summary: {summary_path}\nresults: {summary['results_path']}")
+    print(f"\nflow run {summary['flow_run_name']} ({summary['flow_run_id']}): {summary['state']}")
+    print(f"run folder: {summary['run_dir']}\nsummary: {summary_path}\nresults: {summary['results_path']}")

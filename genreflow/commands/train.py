@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from genreflow.config import cell_name
+from models.registry import MODELS
 
 TRAINING_OPTIONS = ("epochs", "patience", "batch_size", "learning_rate", "crops_per_track", "threads")
 
@@ -27,17 +28,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train", help="train and evaluate one model at one clip length (one grid cell)",
-        description="Train MODEL on random CLIP-second crops streamed from the store, evaluate it on the split's "
-        "test tracks, and write the model directory OUT/cells/<model>-<clip>s-seed<seed>/ (model, normalisation, "
-        "genres, feature configuration, result.json).",
+        description="Train MODEL on random CLIP-second crops of one collection's tracks, streamed from the store, "
+        "evaluate it on the split's test tracks, and write the model directory OUT (model, normalisation, genres, "
+        "feature configuration, the tracks it learned from, result.json). `genreflow predict --model-dir OUT` "
+        "uses it.",
     )  # fmt: skip
-    train.add_argument("--store", required=True, help="feature store path or fsspec URL (see `genreflow extract`)")
-    train.add_argument("--model", required=True, help="baseline, cnn, rnn or crnn")
+    train.add_argument("--store", required=True, help="store path or fsspec URL (see `genreflow extract`)")
+    train.add_argument("--data", default=None, metavar="FOLDER",
+                       help="the collection to learn from, as extracted into the store (default: the store's only one)")
+    train.add_argument("--model", required=True, help=f"one of {', '.join(MODELS)}")
     train.add_argument("--clip", type=float, required=True, metavar="SECONDS", help="clip length in seconds")
     train.add_argument("--seed", type=int, default=0, help="seed of the split, the crops and the weights (default 0)")
     train.add_argument("--split", default="stratified",
                        help="stratified (default), paper, fault-filtered or kfold:K")
-    train.add_argument("--out", required=True, help="output folder; the model goes into OUT/cells/<cell>/")
+    train.add_argument("--out", default=None, metavar="MODEL_DIR",
+                       help="the model directory to write (default runs/models/<model>-<clip>s-seed<seed>)")
     # Unset options fall through to train_cell's defaults (importing them here would import the store).
     train.add_argument("--epochs", type=int, help="most epochs (default 30)")
     train.add_argument("--patience", type=int,
@@ -65,16 +70,19 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train, evaluate, print where the model is and how it did."""
+    from genreflow.config import FeatureConfig
     from storage.schema import StoreError
     from storage.store import absolute_location
     from tasks.evaluate import evaluate_cell
-    from tasks.train import train_cell
+    from tasks.train import TrainingData, train_cell
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model_dir = Path(args.out) / "cells" / cell_name(args.model, args.clip, args.seed)
+    model_dir = Path(args.out or Path("runs") / "models" / cell_name(args.model, args.clip, args.seed))
     store = absolute_location(args.store)
+    collection = None if args.data is None else str(Path(args.data).resolve())
     try:
-        train_cell(store, args.model, args.clip, args.seed, args.split, model_dir, **_given(args, TRAINING_OPTIONS))
+        data = TrainingData.from_store(store, FeatureConfig(), collection)
+        train_cell(data, args.model, args.clip, args.seed, args.split, model_dir, **_given(args, TRAINING_OPTIONS))
         result = evaluate_cell(model_dir, store)
     except (ValueError, StoreError, FileNotFoundError) as error:
         return _fail(str(error))
@@ -120,9 +128,17 @@ def _describe_predictions(output: dict[str, Any]) -> str:
     for row in output["predictions"]:
         ranked = sorted(row["probabilities"].items(), key=lambda item: -item[1])
         label = f" (true: {row['true']})" if "true" in row else ""
-        lines.append(f"{row['path']}: {row['genre']}{label}  " + ", ".join(f"{g} {p:.2f}" for g, p in ranked))
+        seen = " *" if row["learned_from"] else ""
+        lines.append(f"{row['path']}{seen}: {row['genre']}{label}  " + ", ".join(f"{g} {p:.2f}" for g, p in ranked))
     if "accuracy" in output:
         lines.append(f"track-level accuracy {output['accuracy']:.3f} over {output['labelled']} labelled files")
+    trained_on = output["trained_on"]
+    lines.append(f"model trained on {trained_on['collection']} (data version {trained_on['data_version']})")
+    if output["learned_from"]:
+        lines.append(
+            f"note: {output['learned_from']} of these files were among the model's training tracks (marked *): "
+            "an accuracy over them measures memory, not generalisation"
+        )
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""`genreflow extract`, `genreflow store info` and `store compact`, run as a user would, on a real cluster and store."""
+"""`genreflow extract`, `genreflow store info | verify | compact`, run as a user would, on a real cluster and store."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from genreflow.cli import main
 from genreflow.config import FeatureConfig
-from storage.schema import BATCHES_GROUP, SCHEMA_VERSION, SourceStamp, TrackRecord
-from storage.store import FeatureStore
+from storage.schema import BATCHES_GROUP, FEATURES_GROUP, SCHEMA_VERSION, TrackRecord
+from storage.store import FeatureSet, Store
 from tasks.extract import dask_client
 from tasks.synthetic import GENRES, write_synthetic_collection
 
@@ -39,8 +39,7 @@ def extract(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 
 
 def test_extract_reports_quarantine_and_a_rerun_skips(capsys, scheduler: str, short_tracks: Path, tmp_path: Path):
-    common = ["--data", str(short_tracks), "--store", str(tmp_path / "store.zarr"), "--dask-address", scheduler,
-              "--min-seconds", "2"]
+    common = ["--data", str(short_tracks), "--store", str(tmp_path / "store.zarr"), "--dask-address", scheduler]
 
     code, first, _ = extract(capsys, *common)
     rerun_code, second, _ = extract(capsys, *common)
@@ -57,27 +56,55 @@ def test_extract_reports_quarantine_and_a_rerun_skips(capsys, scheduler: str, sh
 
 def test_store_info_prints_text_and_json(capsys, scheduler: str, short_tracks: Path, tmp_path: Path):
     store = str(tmp_path / "store.zarr")
-    extract(capsys, "--data", str(short_tracks), "--store", store, "--dask-address", scheduler, "--min-seconds", "2")
+    extract(capsys, "--data", str(short_tracks), "--store", store, "--dask-address", scheduler)
 
     assert main(["store", "info", store]) == 0
     text = capsys.readouterr().out
     assert main(["store", "info", store, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
 
-    assert f"tracks         {len(GENRES)} (" in text and "quarantined    1" in text and "incomplete     0 (" in text
-    assert info["tracks"] == len(GENRES) and info["genres"] == {genre: 1 for genre in GENRES}
-    assert info["quarantined"][0]["path"] == str(short_tracks / GENRES[0] / "notes.wav")
-    assert info["quarantined"][0]["reason"].startswith("not an audio file")
-    assert info["schema_version"] == SCHEMA_VERSION and info["feature_config"]["n_mels"] == 128
-    assert info["bytes_on_disk"] > 0
+    assert f"  tracks       {len(GENRES)} (" in text and "  quarantined  1" in text and "  incomplete   0 (" in text
+    assert f"collection     {short_tracks.resolve()} (recorded " in text
+    [features] = info["feature_sets"]
+    assert features["tracks"] == len(GENRES) and features["feature_config"]["n_mels"] == 128
+    assert features["quarantined"][0]["source"] == str(short_tracks / GENRES[0] / "notes.wav")
+    assert features["quarantined"][0]["reason"].startswith("not an audio file")
+    [collection] = info["collections"]
+    assert collection["root"] == str(short_tracks.resolve()) and collection["tracks"] == len(GENRES) + 1
+    assert collection["feature_sets"] == {features["feature_id"]: {"ready": len(GENRES), "quarantined": 1, "missing": 0}}
+    assert info["schema_version"] == SCHEMA_VERSION and info["bytes_on_disk"] > 0
+
+
+def test_store_verify_names_damaged_tracks_by_collection_and_extract_repairs_them(
+    capsys, scheduler: str, short_tracks: Path, tmp_path: Path
+):
+    store = str(tmp_path / "store.zarr")
+    extract(capsys, "--data", str(short_tracks), "--store", store, "--dask-address", scheduler)
+    assert main(["store", "verify", store]) == 0
+    assert "no damage found" in capsys.readouterr().out
+    chunk = next((tmp_path / "store.zarr").rglob("c.0.0.0"))
+    altered = bytearray(chunk.read_bytes())
+    altered[100] ^= 1
+    chunk.write_bytes(bytes(altered))
+
+    assert main(["store", "verify", store]) == 1
+    text = capsys.readouterr().out
+    assert main(["store", "verify", store, "--json"]) == 1
+    [row] = json.loads(capsys.readouterr().out)["damaged"]
+    _, out, _ = extract(capsys, "--data", str(short_tracks), "--store", store, "--dask-address", scheduler)
+
+    assert row["kind"] == "track" and row["tracks"][0].startswith(str(short_tracks.resolve()))
+    assert "c.0.0.0 fails its checksum (truncated or altered)" in row["reason"]
+    assert text.startswith(f"track {row['tracks'][0]} (key ") and "fails its checksum" in text
+    assert "2 to extract (1 damaged in the store (batch " in out and "1 quarantined before: trying again)" in out
+    assert main(["store", "verify", store]) == 0
 
 
 def test_store_compact_says_what_it_removes_and_what_it_leaves(capsys, tmp_path: Path):
     location = str(tmp_path / "store.zarr")
-    store = FeatureStore.create_or_open(location, FeatureConfig(n_mels=8))
-    for content in ("old", "new"):  # the file changed and was extracted again: the first batch is dead
-        record = TrackRecord("rock/a.wav", "rock", 5, 0.1, SourceStamp("/music/rock/a.wav", 1, 1, content))
-        store.write_track(record, np.zeros((5, 8), np.float32))
+    store = FeatureSet.create_or_open(location, FeatureConfig(n_mels=8))
+    for _ in range(2):  # extracted twice (a damaged copy redone, say): the first batch is dead
+        store.write_tracks([(TrackRecord("a", 5, 0.1, "/music/rock/a.wav"), np.zeros((5, 8), np.float32))])
 
     assert main(["store", "compact", location]) == 0
     young = capsys.readouterr().out
@@ -88,8 +115,8 @@ def test_store_compact_says_what_it_removes_and_what_it_leaves(capsys, tmp_path:
 
     assert "removed 0 batch array(s)" in young and "left 1 that died less than 24 h ago" in young
     assert [entry["reason"] for entry in dry_run["removed"]] == ["superseded"] and dry_run["dry_run"] is True
-    assert compacted.startswith("removed 1 batch array(s) (1 superseded, 0 incomplete)")
-    assert FeatureStore.open(location).info()["superseded_copies"] == 0
+    assert compacted.startswith("removed 1 batch array(s) (1 superseded, 0 incomplete, 0 damaged)")
+    assert FeatureSet.open(location, FeatureConfig(n_mels=8)).info()["superseded_copies"] == 0
 
 
 def test_synthetic_data_is_written_beside_the_store_on_a_local_cluster(capsys, tmp_path: Path):
@@ -112,13 +139,12 @@ def test_a_store_that_cannot_be_written_is_an_error_naming_the_tracks(capsys, sc
     data = tmp_path / "data"
     shutil.copytree(write_synthetic_collection(tmp_path / "one", 1, seed=0, seconds=3.0) / GENRES[1], data / GENRES[1])
     store = tmp_path / "store.zarr"
-    extract(capsys, "--data", str(data), "--store", str(store), "--dask-address", scheduler, "--min-seconds", "2")
-    shutil.rmtree(store / BATCHES_GROUP)
-    (store / BATCHES_GROUP).write_text("a file where the store needs a folder")
-    (data / GENRES[1] / f"{GENRES[1]}.00000.wav").touch()  # changed: to be extracted again
+    extract(capsys, "--data", str(data), "--store", str(store), "--dask-address", scheduler)
+    batches = store / FEATURES_GROUP / FeatureConfig().identity() / BATCHES_GROUP
+    shutil.rmtree(batches)
+    batches.write_text("a file where the store needs a folder")
 
-    code, out, err = extract(capsys, "--data", str(data), "--store", str(store), "--dask-address", scheduler,
-                             "--min-seconds", "2")
+    code, out, err = extract(capsys, "--data", str(data), "--store", str(store), "--dask-address", scheduler)
 
     assert code == 1
     assert "extracted 0, skipped 0, quarantined 0" in out
@@ -132,6 +158,7 @@ def test_a_store_that_cannot_be_written_is_an_error_naming_the_tracks(capsys, sc
         (["extract", "--data", "/no/such/folder"], "/no/such/folder does not exist"),
         (["store", "info", "/no/such/store.zarr"], "no genreflow store at /no/such/store.zarr"),
         (["store", "compact", "/no/such/store.zarr"], "no genreflow store at /no/such/store.zarr"),
+        (["store", "verify", "/no/such/store.zarr"], "no genreflow store at /no/such/store.zarr"),
         (["store", "compact", "/no/such/store.zarr", "--min-age", "-1"], "--min-age must be 0 or more hours, got -1"),
     ],
 )

@@ -94,7 +94,7 @@ def nightly_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
         second_id = manual_run(prefect_server, name, work / "trigger.log")
         run_worker_once(prefect_server, work / "worker-1.log")
         waiting = state_of(second_id).state.type.value
-        first_summary = json.loads((work / "out" / "summary.json").read_text())
+        first_summary = json.loads((work / "out" / "latest" / "summary.json").read_text())
         run_worker_once(prefect_server, work / "worker-2.log")
         with get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name(name)
@@ -138,12 +138,14 @@ def test_a_run_completes_with_its_task_runs_and_report_artifact(runs: NightlyRun
 
 
 def test_an_unchanged_second_night_reuses_every_track_and_cell(runs: NightlyRuns) -> None:
-    second_summary = json.loads((runs.out / "summary.json").read_text())
-    second_run = json.loads((runs.out / "run.json").read_text())
+    second_summary = json.loads((runs.out / "latest" / "summary.json").read_text())
+    second_run = json.loads((runs.out / "latest" / "run.json").read_text())
 
     assert runs.first_summary["flow_run_id"] == str(runs.first_id)
     assert [cell["status"] for cell in runs.first_summary["cells"]] == ["trained"]
     assert second_summary["flow_run_id"] == str(runs.second_id)
+    assert Path(runs.first_summary["run_dir"]).parent == Path(second_summary["run_dir"]).parent == runs.out.resolve()
+    assert runs.first_summary["run_dir"] != second_summary["run_dir"]  # each night keeps its own report
     assert [cell["status"] for cell in second_summary["cells"]] == ["reused"]
     assert second_run["extraction"] == {"extracted": 0, "skipped": TRACK_COUNT, "quarantined": 0}
 

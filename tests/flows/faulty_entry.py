@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from flows.pipeline import genreflow_flow
-from models.registry import MODELS
+from models.registry import ModelSpec, register, spec
 
 FAULT_ENV = "GENREFLOW_TEST_FAULT_FILE"
-CNN_BUILDER = MODELS["cnn"]
 
 
 def faulty(*args: Any, **kwargs: Any) -> Any:
@@ -22,9 +21,9 @@ def faulty(*args: Any, **kwargs: Any) -> Any:
     fault = os.environ.get(FAULT_ENV)
     if fault and Path(fault).exists():
         raise RuntimeError(f"injected fault ({fault} exists)")
-    return CNN_BUILDER(*args, **kwargs)
+    return spec("cnn").build(*args, **kwargs)
 
 
-MODELS["faulty"] = faulty
+register(ModelSpec("faulty", "tests.flows.faulty_entry:faulty", "faulty CNN", min_frames=spec("cnn").min_frames))
 
 __all__ = ["genreflow_flow"]

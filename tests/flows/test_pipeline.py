@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from storage.store import FeatureStore
+from genreflow.config import FeatureConfig
+from storage.store import FeatureSet, Store
 from tasks.synthetic import write_synthetic_collection
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,14 +32,17 @@ def synthetic_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def faulty_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Path]:
-    """The flow with the `faulty` model registered, and its fault switched on."""
+def faulty_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
+    """The flow with the `faulty` model registered (for this test only), and its fault switched on."""
     from prefect.flows import load_flow_from_entrypoint
+
+    from models.registry import MODELS
 
     fault = tmp_path / "fault"
     fault.touch()
     monkeypatch.setenv(FAULT_ENV, str(fault))
-    return load_flow_from_entrypoint(FAULTY_ENTRYPOINT), fault
+    yield load_flow_from_entrypoint(FAULTY_ENTRYPOINT), fault
+    MODELS.pop("faulty")
 
 
 @pytest.fixture
@@ -52,8 +57,18 @@ def tiny_grid(data: Path, paths: dict[str, str], models: list[str], **overrides:
     return {**grid, "workers": 2, **paths, **overrides}
 
 
+def latest_run(paths: dict[str, str]) -> Path:
+    """The newest run's own folder, through the runs folder's `latest` link."""
+    return (Path(paths["out"]) / "latest").resolve()
+
+
+def run_folders(paths: dict[str, str]) -> list[Path]:
+    """Every run's own folder that holds a summary (the `latest` link left out)."""
+    return [path.parent for path in Path(paths["out"]).glob("*/summary.json") if not path.parent.is_symlink()]
+
+
 def read_summary(paths: dict[str, str]) -> dict[str, Any]:
-    return json.loads((Path(paths["out"]) / "summary.json").read_text())
+    return json.loads((latest_run(paths) / "summary.json").read_text())
 
 
 def statuses(summary: dict[str, Any]) -> dict[str, str]:
@@ -97,14 +112,17 @@ def test_full_tiny_run_completes_with_every_cell(prefect_api: str, synthetic_fol
 
     assert summary["state"] == "Completed"
     assert read_summary(run_paths) == summary
+    run_dir = Path(summary["run_dir"])
+    assert run_dir == latest_run(run_paths) and run_dir.parent == Path(run_paths["out"]).resolve()
+    assert run_dir.name == summary["flow_run_name"] and run_dir.name.startswith(f"{synthetic_folder.name}-")
     assert {(cell["model"], cell["clip_seconds"]) for cell in summary["cells"]} == {(m, c) for m in models for c in (1.0, 2.0)}
     assert all(cell["status"] == "trained" and 0.0 <= cell["track_accuracy"] <= 1.0 for cell in summary["cells"])
-    results = json.loads((Path(run_paths["out"]) / "results.json").read_text())["cells"]
+    results = json.loads((run_dir / "results.json").read_text())["cells"]
     assert len(results) == 8
     assert flow_run_state(summary["flow_run_id"]) == "COMPLETED"
     expected = {"train-cnn-1s-seed0", "evaluate-crnn-2s-seed0", "extract-batch-000"}
     assert expected <= set(task_run_states(summary["flow_run_id"], expected))
-    assert (Path(run_paths["out"]) / "report.html").is_file()
+    assert (run_dir / "report.html").is_file()
 
 
 def test_failed_cell_fails_the_run_and_rerun_redoes_only_it(
@@ -163,14 +181,15 @@ def test_sigkill_during_training_then_rerun_reuses_finished_cells(
     _wait_for_line(killed, "training cnn")
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(timeout=60)
-    assert not (Path(run_paths["out"]) / "summary.json").exists()
+    assert run_folders(run_paths) == []
 
     rerun = subprocess.run(command, cwd=REPO_ROOT, env=_subprocess_env(prefect_api), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert statuses(read_summary(run_paths)) == {"baseline": "reused", "cnn": "trained"}
     assert "reused" in rerun.stdout and "trained" in rerun.stdout
-    store = FeatureStore.open(run_paths["store"])
+    store = FeatureSet.open(run_paths["store"], FeatureConfig())
     assert len(store.tracks()) + len(store.quarantined()) == len(list(synthetic_folder.glob("*/*.wav")))
+    assert len(run_folders(run_paths)) == 1  # the killed run wrote none
 
 
 def test_new_track_invalidates_training_and_unchanged_data_reuses_it(
@@ -185,15 +204,46 @@ def test_new_track_invalidates_training_and_unchanged_data_reuses_it(
     assert statuses(first) == {"baseline": "trained"}
 
     genre_folder = sorted(path for path in data.iterdir() if path.is_dir())[0]
-    shutil.copy(sorted(genre_folder.glob("*.wav"))[0], genre_folder / f"{genre_folder.name}.00999.wav")
+    source = sorted(genre_folder.glob("*.wav"))[0]
+    (genre_folder / f"{genre_folder.name}.00999.wav").write_bytes(source.read_bytes()[:-2000] + bytes(2000))
     second = genreflow_flow(**parameters)
-    run_record = json.loads((Path(run_paths["out"]) / "run.json").read_text())
+    run_record = json.loads((latest_run(run_paths) / "run.json").read_text())
     assert run_record["extraction"]["extracted"] == 1
     assert statuses(second) == {"baseline": "trained"}
 
+    shutil.copy(source, genre_folder / f"{genre_folder.name}.00998.wav")  # known content under a new name
+    copied = genreflow_flow(**parameters)
+    assert json.loads((latest_run(run_paths) / "run.json").read_text())["extraction"]["extracted"] == 0
+    assert statuses(copied) == {"baseline": "trained"}  # a new track of the collection: its data changed
+
     third = genreflow_flow(**parameters)
     assert statuses(third) == {"baseline": "reused"}
-    assert json.loads((Path(run_paths["out"]) / "run.json").read_text())["extraction"]["extracted"] == 0
+    assert json.loads((latest_run(run_paths) / "run.json").read_text())["extraction"]["extracted"] == 0
+    assert len({first["run_dir"], second["run_dir"], third["run_dir"]}) == 3  # each run keeps its own folder
+    assert (Path(first["run_dir"]) / "report.html").is_file()
+
+
+def test_a_run_learns_from_exactly_its_collection_whatever_else_the_store_holds(
+    prefect_api: str, synthetic_folder: Path, run_paths: dict[str, str], tmp_path: Path
+) -> None:
+    from flows.pipeline import genreflow_flow
+
+    other = tmp_path / "other"  # two genres of another collection, under names the first one also uses
+    for genre in sorted(path.name for path in synthetic_folder.iterdir() if path.is_dir())[:2]:
+        shutil.copytree(synthetic_folder / genre, other / genre)
+        for path in (other / genre).glob("*.wav"):
+            path.write_bytes(path.read_bytes()[:-2000] + bytes(2000))  # the same names, other content
+    genreflow_flow(**tiny_grid(synthetic_folder, run_paths, ["baseline"]))
+
+    summary = genreflow_flow(**tiny_grid(other, run_paths, ["baseline"]))
+
+    [result] = json.loads((Path(summary["run_dir"]) / "results.json").read_text())["cells"]
+    assert result["genres"] == sorted(path.name for path in other.iterdir())
+    assert sum(result["n_tracks"].values()) == len(list(other.glob("*/*.wav")))
+    assert result["collection"] == str(other.resolve())
+    run_record = json.loads((Path(summary["run_dir"]) / "run.json").read_text())
+    assert run_record["data"]["collection"] == str(other.resolve()) and run_record["data"]["tracks"] == 6
+    assert {record.root for record in Store.open(run_paths["store"]).collections()} == {str(synthetic_folder.resolve()), str(other.resolve())}
 
 
 def _subprocess_env(api_url: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Tiny feature stores written straight through `FeatureStore`, for tests that need features but no audio.
+"""Tiny stores written straight through `FeatureSet`, for tests that need features but no audio, and the
+synthetic collection extracted by the extraction code itself, for tests that need both.
 
 Each genre lights up its own range of mel bands in a random half of the frames, over noise at a random
 level, so a model can learn the genres from a handful of short tracks while no single frame gives it away.
@@ -11,11 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from genreflow.config import FeatureConfig
-from storage.schema import SourceStamp, TrackRecord
-from storage.store import FeatureStore
+from storage.schema import CollectionTrack, TrackRecord
+from storage.store import FeatureSet, Store
+from tasks.train import TrainingData
 
 TINY_CONFIG = FeatureConfig()
 GENRE_BAND_WIDTH = 12
+TINY_ROOT = "/music/tiny"  # the collection folder the tiny stores' tracks are recorded under
 
 
 def genre_spectrogram(genre_index: int, n_frames: int, rng: np.random.Generator, n_mels: int) -> np.ndarray:
@@ -27,6 +30,11 @@ def genre_spectrogram(genre_index: int, n_frames: int, rng: np.random.Generator,
     return frames.astype(np.float32)
 
 
+def tiny_key(track_id: str, seed: int = 0) -> str:
+    """A made-up content key, unique per track id and seed (the tiny stores have no audio to hash)."""
+    return f"{seed:04d}{track_id.encode().hex()}"[:32].ljust(32, "0")
+
+
 def write_tiny_store(
     location: Path,
     genres: int = 3,
@@ -34,22 +42,28 @@ def write_tiny_store(
     n_frames: int = 130,
     seed: int = 0,
     config: FeatureConfig = TINY_CONFIG,
-) -> FeatureStore:
-    """A store of `genres` x `tracks_per_genre` tracks named like GTZAN's (`g0/g0.00000.wav`)."""
-    store = FeatureStore.create_or_open(str(location), config)
+    root: str = TINY_ROOT,
+) -> TrainingData:
+    """A store of `genres` x `tracks_per_genre` tracks named like GTZAN's (`g0/g0.00000.wav`), recorded as the
+    collection `root`; returns what training on all of them is given."""
+    feature_set = FeatureSet.create_or_open(str(location), config)
     rng = np.random.default_rng(seed)
+    tracks, written = [], []
     for genre_index in range(genres):
         genre = f"g{genre_index}"
         for track in range(tracks_per_genre):
             track_id = f"{genre}/{genre}.{track:05d}.wav"
+            key = tiny_key(track_id, seed)
             frames = n_frames + int(rng.integers(-3, 4))  # tracks differ in length by a few frames, as GTZAN's do
             seconds = frames * config.hop_length / config.sample_rate
-            record = TrackRecord(track_id, genre, frames, seconds, SourceStamp(track_id, 1, 1, track_id))
-            store.write_track(record, genre_spectrogram(genre_index, frames, rng, config.n_mels))
-    return store
+            written.append((TrackRecord(key, frames, seconds, f"{root}/{track_id}"), genre_spectrogram(genre_index, frames, rng, config.n_mels)))
+            tracks.append(CollectionTrack(track_id, genre, key))
+    feature_set.write_tracks(written)
+    record = Store.create_or_open(str(location)).record_collection(root, tracks)
+    return TrainingData(str(location), config, root, record.tracks)
 
 
-def synthetic_audio_store(base: Path, tracks_per_genre: int, seconds: float, config: FeatureConfig) -> tuple[Path, str]:
+def synthetic_audio_store(base: Path, tracks_per_genre: int, seconds: float, config: FeatureConfig) -> tuple[Path, TrainingData]:
     """The synthetic collection as WAVs under `base` and its features extracted by the extraction code itself.
 
     Idempotent, so several test modules can share one copy under pytest's session temporary folder.
@@ -60,9 +74,11 @@ def synthetic_audio_store(base: Path, tracks_per_genre: int, seconds: float, con
 
     root = write_synthetic_collection(base / "audio", tracks_per_genre=tracks_per_genre, seed=0, seconds=seconds)
     location = str(base / "store.zarr")
-    tracks = scan_collection(root).tracks
-    if len(FeatureStore.create_or_open(location, config).tracks()) < len(tracks):
-        for group in task_groups(tracks, threads=1):
-            results = extract_tracks(group, location, config, min_seconds=0.0)
+    collection = scan_collection(root)
+    if len(FeatureSet.create_or_open(location, config).tracks()) < len(collection.tracks):
+        for group in task_groups(collection.tracks, threads=1):
+            results = extract_tracks(group, location, config)
             assert not [result for result in results if isinstance(result, TrackFailure)], results
-    return root, location
+    tracks = [CollectionTrack(track.track_id, track.genre, track.key) for track in collection.tracks]
+    record = Store.create_or_open(location).record_collection(collection.root, tracks)
+    return root, TrainingData(location, config, record.root, record.tracks)

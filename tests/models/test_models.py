@@ -1,13 +1,20 @@
-"""Every registered model builds, gives a probability per genre, and comes back from disk unchanged."""
+"""Every registered model builds, gives a probability per genre, takes its shortest clip, and comes back from
+disk unchanged; a model directory is loaded as data, never as code."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from models.registry import MODEL_NAMES, MODELS, build_model, load_model, model_file, save_model
+from models.baseline import band_summary
+from models.registry import MODELS, build_model, load_model, model_file, model_names, save_model, spec
 
 N_MELS = 128
 GENRES = 4
@@ -18,8 +25,18 @@ def clips(n: int, frames: int, seed: int = 0) -> np.ndarray:
 
 
 def test_the_registry_names_the_four_models_of_the_issue() -> None:
-    assert MODEL_NAMES == ("baseline", "cnn", "rnn", "crnn")
-    assert {name: MODELS[name].__module__ for name in MODEL_NAMES} == {name: f"models.{name}" for name in MODEL_NAMES}
+    assert model_names() == ("baseline", "cnn", "rnn", "crnn")
+    assert {name: MODELS[name].module for name in model_names()} == {name: f"models.{name}" for name in model_names()}
+    assert [MODELS[name].display_name for name in model_names()] == ["baseline", "CNN", "RNN", "CRNN"]
+
+
+@pytest.mark.parametrize("name", ["cnn", "rnn", "crnn"])
+def test_each_network_takes_its_shortest_clip_and_no_shorter(name: str) -> None:
+    shortest = spec(name).min_frames
+    assert np.asarray(build_model(name, (shortest, N_MELS), GENRES).predict_on_batch(clips(2, shortest))).shape == (2, GENRES)
+    if shortest > 1:
+        with pytest.raises(ValueError):
+            build_model(name, (shortest - 1, N_MELS), GENRES).predict_on_batch(clips(2, shortest - 1))
 
 
 def test_an_unknown_model_is_refused_with_the_known_names() -> None:
@@ -71,4 +88,61 @@ def test_a_saved_model_predicts_the_same_after_reload(name: str, tmp_path: Path)
 
 def test_loading_a_folder_without_a_model_names_the_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        load_model(tmp_path)
+
+
+def test_the_baseline_predicts_what_scikit_learn_fitted_without_keeping_it(tmp_path: Path) -> None:
+    labels = np.arange(24) % 3
+    training = clips(24, 20) + labels[:, None, None]
+    model = build_model("baseline", (20, N_MELS), GENRES)
+    model.fit_batches([(training, labels)])
+    reference = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(band_summary(training), labels)
+    save_model(model, tmp_path)
+
+    probabilities = load_model(tmp_path).predict_on_batch(clips(5, 20, seed=4))
+
+    np.testing.assert_allclose(probabilities[:, :3], reference.predict_proba(band_summary(clips(5, 20, seed=4))), atol=1e-6)
+    assert (tmp_path / "baseline.npz").is_file() and not list(tmp_path.glob("*.joblib"))
+
+
+class WritesAFile:
+    """A pickle payload: loading it calls `Path.touch` on the marker, as a crafted model file would run code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return Path.touch, (str(self.marker),)
+
+
+@pytest.mark.parametrize("file_name", ["model.joblib", "baseline.npz"])
+def test_a_planted_pickle_is_refused_and_never_runs(file_name: str, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / file_name).write_bytes(pickle.dumps(WritesAFile(marker)))
+
+    with pytest.raises(ValueError, match="pickle|not a genreflow baseline"):
+        load_model(model_dir)
+
+    assert not marker.exists()
+
+
+def test_a_npz_holding_objects_is_refused_unread(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    arrays = {name: np.zeros(2) for name in ("mean", "scale", "intercept", "classes", "n_genres")}
+    np.savez(tmp_path / "baseline.npz", coef=np.array([WritesAFile(marker)], dtype=object), **arrays)
+
+    with pytest.raises(ValueError, match="not a genreflow baseline"):
+        load_model(tmp_path)
+
+    assert not marker.exists()
+
+
+def test_a_keras_file_with_code_in_it_is_refused(tmp_path: Path) -> None:
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    model.save(tmp_path / "model.keras")
+
+    with pytest.raises(ValueError, match="safe_mode"):
         load_model(tmp_path)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from genreflow.config import FeatureConfig
-from storage.schema import QuarantineRecord, SourceStamp, StoreError, TrackRecord
-from storage.store import FeatureStore
+from storage.schema import CollectionTrack, QuarantineRecord, StoreError, TrackRecord
+from storage.store import FeatureSet, Store
 from tests.support.object_store import s3_bucket_in_environment
 
 CONFIG = FeatureConfig(n_mels=16)
@@ -37,24 +37,25 @@ def memory_location() -> Iterator[str]:
     fsspec.filesystem("memory").rm(location.removeprefix("memory://"), recursive=True)
 
 
-def stamp(track_id: str) -> SourceStamp:
-    return SourceStamp(path=f"/music/{track_id}", size=1000, mtime_ns=1, xxh3_128=f"hash-{track_id}")
-
-
 def fake_features(n_frames: int, seed: int) -> np.ndarray:
     """A log-mel-shaped array whose values survive float16 (the store's dtype) closely."""
     return np.random.default_rng(seed).uniform(-80.0, 0.0, size=(n_frames, CONFIG.n_mels)).astype(np.float32)
 
 
+def track_record(key: str, n_frames: int) -> TrackRecord:
+    return TrackRecord(key, n_frames, n_frames * CONFIG.hop_length / CONFIG.sample_rate, f"/music/{key}.wav")
+
+
+TRACKS = [CollectionTrack("blues/a.wav", "blues", "a"), CollectionTrack("rock/b.wav", "rock", "b")]
+
+
 def fill(location: str) -> dict[str, np.ndarray]:
-    """Write two tracks (one batch) and one quarantined file; return what was written."""
-    store = FeatureStore.create_or_open(location, CONFIG)
-    written = {"blues/a.wav": fake_features(600, seed=1), "rock/b.wav": fake_features(40, seed=2)}
-    store.write_tracks([
-        (TrackRecord(track_id, track_id.split("/")[0], len(features), len(features) * CONFIG.hop_length / CONFIG.sample_rate, stamp(track_id)), features)
-        for track_id, features in written.items()
-    ])
-    store.quarantine(QuarantineRecord("jazz/broken.wav", "cannot decode", stamp("jazz/broken.wav")))
+    """Write two tracks (one batch), one quarantined file and the collection; return what was written."""
+    store = FeatureSet.create_or_open(location, CONFIG)
+    written = {"a": fake_features(600, seed=1), "b": fake_features(40, seed=2)}
+    store.write_tracks([(track_record(key, len(features)), features) for key, features in written.items()])
+    store.quarantine(QuarantineRecord("broken", "cannot decode", "/music/jazz/broken.wav"))
+    store.store.record_collection("/music", TRACKS)
     return written
 
 
@@ -63,14 +64,17 @@ def test_a_store_on_object_storage_reads_back_what_was_written(location_fixture:
     location = request.getfixturevalue(location_fixture)
     written = fill(location)
 
-    reopened = FeatureStore.open(location)
+    reopened = FeatureSet.open(location, CONFIG)
 
-    assert [record.track_id for record in reopened.tracks()] == sorted(written)
-    for track_id, features in written.items():
-        np.testing.assert_allclose(reopened.read(track_id), features, atol=0.05)
-    np.testing.assert_allclose(reopened.read("blues/a.wav", 300, 310), written["blues/a.wav"][300:310], atol=0.05)
+    assert [record.key for record in reopened.tracks()] == sorted(written)
+    for key, features in written.items():
+        np.testing.assert_allclose(reopened.read(key), features, atol=0.05)
+    np.testing.assert_allclose(reopened.read("a", 300, 310), written["a"][300:310], atol=0.05)
     assert [record.reason for record in reopened.quarantined()] == ["cannot decode"]
-    assert reopened.info()["bytes_on_disk"] > 0
+    assert reopened.check(written) == {}
+    assert Store.open(location).collection("/music").tracks == tuple(TRACKS)
+    assert Store.open(location).verify() == []
+    assert Store.open(location).info()["bytes_on_disk"] > 0
 
 
 def test_the_data_version_does_not_depend_on_where_the_store_lives(s3_location: str, memory_location: str, tmp_path: Path) -> None:
@@ -78,7 +82,8 @@ def test_the_data_version_does_not_depend_on_where_the_store_lives(s3_location: 
     versions = set()
     for location in (s3_location, memory_location, str(tmp_path / "store.zarr")):
         fill(location)
-        versions.add(FeatureStore.open(location).data_version())
+        feature_set = FeatureSet.open(location, CONFIG)
+        versions.add(feature_set.data_version(Store.open(location).collection("/music").tracks))
     assert len(versions) == 1
 
 
@@ -90,13 +95,23 @@ def test_the_s3_store_is_really_in_the_bucket(s3_location: str) -> None:
     keys = s3fs.S3FileSystem(skip_instance_cache=True).find(s3_location)
     prefix = s3_location.removeprefix("s3://")
     assert f"{prefix}/zarr.json" in keys
-    chunks = [key for key in keys if key.startswith(f"{prefix}/batches/") and "/c." in key]
+    chunks = [key for key in keys if "/batches/" in key and "/c." in key]
     assert len(chunks) == 2  # one batch, one chunk per track
+
+
+def test_a_missing_chunk_in_the_bucket_is_named(s3_location: str) -> None:
+    import s3fs
+
+    fill(s3_location)
+    [chunk] = [key for key in s3fs.S3FileSystem(skip_instance_cache=True).find(s3_location) if key.endswith("/c.1.0.0")]
+    s3fs.S3FileSystem(skip_instance_cache=True).rm(chunk)
+
+    assert "c.1.0.0 is missing" in FeatureSet.open(s3_location, CONFIG).check(["a", "b"])["b"]
 
 
 def test_opening_a_missing_s3_store_names_the_url(s3_location: str) -> None:
     with pytest.raises(StoreError, match=s3_location):
-        FeatureStore.open(s3_location)
+        Store.open(s3_location)
 
 
 def test_compacting_a_store_in_the_bucket_deletes_the_superseded_batch_objects(s3_location: str) -> None:
@@ -104,10 +119,9 @@ def test_compacting_a_store_in_the_bucket_deletes_the_superseded_batch_objects(s
 
     written = fill(s3_location)
     newer = fake_features(50, seed=3)
-    record = TrackRecord("rock/b.wav", "rock", 50, 50 * CONFIG.hop_length / CONFIG.sample_rate, stamp("rock/b.wav"))
-    store = FeatureStore.open(s3_location, writable=True)
-    store.write_track(record, newer)
-    store.write_track(record, newer + 1.0)  # the batch before is now dead: its one row is superseded
+    store = Store.open(s3_location, writable=True).feature_set(CONFIG)
+    store.write_tracks([(track_record("b", 50), newer)])
+    store.write_tracks([(track_record("b", 50), newer + 1.0)])  # the batch before is now dead: its one row is superseded
     before = set(s3fs.S3FileSystem(skip_instance_cache=True).find(s3_location))
 
     compaction = store.compact(min_age_s=0)
@@ -115,6 +129,6 @@ def test_compacting_a_store_in_the_bucket_deletes_the_superseded_batch_objects(s
     after = set(s3fs.S3FileSystem(skip_instance_cache=True).find(s3_location))
     [dead] = compaction.removed
     assert before - after == {key for key in before if f"/batches/{dead.name}/" in key} and after < before
-    reopened = FeatureStore.open(s3_location)
-    np.testing.assert_allclose(reopened.read("rock/b.wav"), newer + 1.0, atol=0.05)
-    np.testing.assert_allclose(reopened.read("blues/a.wav"), written["blues/a.wav"], atol=0.05)
+    reopened = FeatureSet.open(s3_location, CONFIG)
+    np.testing.assert_allclose(reopened.read("b"), newer + 1.0, atol=0.05)
+    np.testing.assert_allclose(reopened.read("a"), written["a"], atol=0.05)

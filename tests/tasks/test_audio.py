@@ -6,15 +6,19 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from tasks.audio import SHORT_TOLERANCE_S, AudioError, load_audio
+from tasks.audio import SHORT_TOLERANCE_S, AudioError, SourceError, decode_audio, read_source
+from tests.support.processes import as_unprivileged
+
+
+def load_audio(path: str, rate: int, min_seconds: float = 0.0) -> np.ndarray:
+    """What extraction does with a file: read its bytes once, then decode and check them."""
+    return decode_audio(read_source(path), path, rate, min_seconds)
 
 RATE = 22_050
 
@@ -134,48 +138,36 @@ def test_the_error_survives_pickling_between_processes():
     assert (error.path, error.reason, str(error)) == ("/music/a.wav", "silent", "/music/a.wav: silent")
 
 
-def test_a_missing_file_is_reported_as_missing(tmp_path):
-    with pytest.raises(AudioError, match="missing"):
+def test_a_file_that_cannot_be_read_is_a_source_error_not_bad_audio(tmp_path):
+    """Nothing is known of such a file's content, so extraction must not quarantine it (see tasks.extract)."""
+    with pytest.raises(SourceError, match="missing"):
         load_audio(str(tmp_path / "gone.wav"), RATE)
+    with pytest.raises(SourceError, match="is a directory"):
+        load_audio(str(tmp_path), RATE)
+    error = pickle.loads(pickle.dumps(SourceError("/music/a.wav", "missing")))
+    assert (error.path, error.reason) == ("/music/a.wav", "missing")
 
 
-@pytest.fixture
-def world_readable_dir() -> Iterator[Path]:
-    """A folder an unprivileged user may enter (pytest's own tmp folders are private to their owner)."""
-    folder = Path(tempfile.mkdtemp(prefix="genreflow-perm-"))
-    folder.chmod(0o755)
-    yield folder
-    for child in folder.iterdir():
-        child.unlink()
-    folder.rmdir()
+LOAD = "import sys\nfrom tests.tasks.test_audio import load_audio\nload_audio(sys.argv[1], 22050)\nprint('decoded')\n"
 
 
 def load_as_unprivileged_user(path: Path) -> subprocess.CompletedProcess[str]:
-    """Decode `path` in a child that has given up root (root reads any file); imports happen before that."""
-    script = (
-        "import os, sys\n"
-        "from tasks.audio import load_audio\n"
-        "if os.geteuid() == 0:\n"
-        "    os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
-        "load_audio(sys.argv[1], 22050)\n"
-        "print('decoded')\n"
-    )
+    """Decode `path` in a child to which file permissions apply (root, without its capabilities)."""
     repo = Path(__file__).resolve().parents[2]
     return subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, cwd=repo, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(repo)},
+        as_unprivileged([sys.executable, "-c", LOAD, str(path)]), capture_output=True, text=True, cwd=repo,
+        timeout=120, env={**os.environ, "PYTHONPATH": str(repo)},
     )
 
 
-def test_an_unreadable_file_is_reported_as_a_permission_problem(world_readable_dir):
-    readable, locked = world_readable_dir / "readable.wav", world_readable_dir / "locked.wav"
+def test_an_unreadable_file_is_reported_as_a_permission_problem(tmp_path):
+    readable, locked = tmp_path / "readable.wav", tmp_path / "locked.wav"
     for path in (readable, locked):
         sf.write(path, tone(1.0, RATE), RATE)
-    readable.chmod(0o644)
     locked.chmod(0o000)
 
     assert load_as_unprivileged_user(readable).stdout.strip() == "decoded"  # the folder itself is fine
     denied = load_as_unprivileged_user(locked)
 
     assert denied.returncode != 0
-    assert f"AudioError: {locked}: unreadable: permission denied" in denied.stderr
+    assert f"SourceError: {locked}: unreadable: permission denied" in denied.stderr

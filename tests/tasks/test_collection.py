@@ -1,12 +1,29 @@
-"""Scanning a GTZAN-layout folder: tracks found, everything else reported with a reason, never a crash."""
+"""Scanning a GTZAN-layout folder: tracks found and keyed by content, everything else reported with a reason,
+never a crash."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import xxhash
 
-from tasks.collection import SourceTrack, collection_folder, default_synthetic_root, load_collection, scan_collection
+from tasks.collection import (
+    SourceTrack,
+    collection_folder,
+    default_synthetic_root,
+    list_collection,
+    load_collection,
+    scan_collection,
+)
+from tests.support.processes import as_unprivileged
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -17,7 +34,7 @@ def messy_folder(tmp_path: Path) -> Path:
         "rock/r1.au", "rock/r2.mp3", "README.md", ".hidden/x.wav", "empty/readme.txt",
     ):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / relative).write_bytes(b"")
+        (tmp_path / relative).write_bytes(relative.encode())
     (tmp_path / "nothing").mkdir()
     return tmp_path
 
@@ -26,7 +43,8 @@ def test_finds_genre_tracks_and_reports_everything_else(messy_folder: Path):
     collection = scan_collection(messy_folder)
 
     assert [track.track_id for track in collection.tracks] == ["blues/B2.WAV", "blues/b1.wav", "rock/r1.au", "rock/r2.mp3"]
-    assert collection.tracks[0] == SourceTrack("blues/B2.WAV", "blues", str(messy_folder.resolve() / "blues/B2.WAV"))
+    key = xxhash.xxh3_128_hexdigest(b"blues/B2.WAV")
+    assert collection.tracks[0] == SourceTrack("blues/B2.WAV", "blues", str(messy_folder.resolve() / "blues/B2.WAV"), key)
     assert collection.genres == ["blues", "rock"]
     reasons = {entry.path: entry.reason for entry in collection.ignored}
     assert reasons.keys() == {
@@ -37,6 +55,45 @@ def test_finds_genre_tracks_and_reports_everything_else(messy_folder: Path):
     assert reasons["blues/live"].startswith("folder nested inside a genre folder")
     assert reasons["blues/notes.txt"].startswith("not an audio file extension (.txt")
     assert reasons["empty"] == reasons["nothing"] == "genre folder without audio files"
+
+
+def test_tracks_are_keyed_by_content_whatever_their_names_and_timestamps(messy_folder: Path, tmp_path: Path):
+    other = shutil.copytree(messy_folder, tmp_path / "other")
+    (other / "rock" / "r1.au").write_bytes(b"changed")
+    os.utime(other / "rock" / "r1.au", ns=(1, 1))  # same size and mtime tricks would not matter
+
+    keys = {track.track_id: track.key for track in scan_collection(messy_folder).tracks}
+    copied = {track.track_id: track.key for track in scan_collection(other).tracks}
+
+    assert copied["blues/b1.wav"] == keys["blues/b1.wav"]
+    assert copied["rock/r1.au"] != keys["rock/r1.au"]
+    assert len(set(keys.values())) == len(keys)
+
+
+SCAN = """
+import json, sys
+from tasks.collection import scan_collection
+collection = scan_collection(sys.argv[1])
+print(json.dumps({"tracks": [t.track_id for t in collection.tracks], "ignored": {e.path: e.reason for e in collection.ignored}}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="root without setpriv ignores permissions")
+def test_an_unreadable_genre_folder_or_file_is_ignored_and_the_rest_is_read(messy_folder: Path):
+    (messy_folder / "rock").chmod(0)
+    (messy_folder / "blues" / "b1.wav").chmod(0)
+    try:
+        scan = subprocess.run(
+            as_unprivileged([sys.executable, "-c", SCAN, str(messy_folder)]), capture_output=True, text=True,
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+        )
+    finally:
+        (messy_folder / "rock").chmod(0o755)
+        (messy_folder / "blues" / "b1.wav").chmod(0o644)
+    result = json.loads(scan.stdout)
+    assert result["tracks"] == ["blues/B2.WAV"]
+    assert result["ignored"]["rock"] == "genre folder cannot be read (Permission denied)"
+    assert result["ignored"]["blues/b1.wav"] == "unreadable: permission denied"
 
 
 def test_a_missing_folder_is_a_clear_error(tmp_path: Path):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from genreflow.config import FeatureConfig
-from storage.store import FeatureStore
+from storage.store import FeatureSet
 from tests.support.dask_cluster import running_dask_cluster, workers_at
 from tests.support.music import tiny_collection
 from tests.support.object_store import s3_bucket_in_environment
@@ -51,7 +51,7 @@ def extract_on(address: str, tracks: list[SourceTrack], store: str) -> set[str]:
 
     with dask_client(address, None) as client, get_task_stream(client) as stream:
         assert client.scheduler.address == address
-        outcomes = extract_batch(tracks, store, CONFIG, 1.0, client)
+        outcomes = extract_batch(tracks, store, CONFIG, client)
         cluster_workers = set(client.scheduler_info()["workers"])
     assert [outcome.status for outcome in outcomes] == ["extracted"] * len(tracks)
     ran_on = {entry["worker"] for entry in stream.data}
@@ -64,7 +64,7 @@ def test_extraction_runs_on_the_given_schedulers_workers(scheduler_address: str,
 
     extract_on(scheduler_address, tracks, store)
 
-    assert [record.track_id for record in FeatureStore.open(store).tracks()] == sorted(t.track_id for t in tracks)
+    assert {record.key for record in FeatureSet.open(store, CONFIG).tracks()} == {t.key for t in tracks}
     assert workers_at(scheduler_address) == N_WORKERS  # the cluster is the user's: it is left running
 
 
@@ -73,6 +73,6 @@ def test_workers_write_straight_into_an_s3_store(scheduler_address: str, tracks:
 
     extract_on(scheduler_address, tracks, store)
 
-    records = FeatureStore.open(store).tracks()
+    records = FeatureSet.open(store, CONFIG).tracks()
     assert len(records) == len(tracks)
     assert all(record.n_frames > 0 for record in records)

@@ -11,9 +11,9 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from genreflow.config import FeatureConfig
 from storage.schema import StoreError
-from storage.store import FeatureStore
+from storage.store import FeatureSet
 from tasks.evaluate import classification_metrics, evaluate_cell, mean_per_track
-from tasks.train import train_cell
+from tasks.train import TrainingData, train_cell
 from tests.models.stores import write_tiny_store
 
 CONTRACT_KEYS = {
@@ -25,10 +25,13 @@ METRIC_KEYS = {"accuracy", "macro_f1", "per_genre", "confusion"}
 
 
 @pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    location = tmp_path_factory.mktemp("evaluate") / "store.zarr"
-    write_tiny_store(location, genres=3, tracks_per_genre=4)
-    return str(location)
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TrainingData:
+    return write_tiny_store(tmp_path_factory.mktemp("evaluate") / "store.zarr", genres=3, tracks_per_genre=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tiny_data: TrainingData) -> str:
+    return tiny_data.store
 
 
 def test_metrics_agree_with_scikit_learn_on_fixed_inputs() -> None:
@@ -59,17 +62,19 @@ def test_a_tracks_probabilities_are_the_mean_of_its_clips() -> None:
     np.testing.assert_allclose(mean_per_track(clips, np.array([2, 3, 1])), [[0.5, 0.5], [0.6, 0.4], [0.5, 0.5]])
 
 
-def test_the_result_follows_the_contract_and_is_written_beside_the_model(tiny_store: str, tmp_path: Path) -> None:
-    model_dir = train_cell(tiny_store, "cnn", 0.5, 3, "stratified", tmp_path / "cell", epochs=1)
+def test_the_result_follows_the_contract_and_is_written_beside_the_model(tiny_data: TrainingData, tmp_path: Path) -> None:
+    tiny_store = tiny_data.store
+    model_dir = train_cell(tiny_data, "cnn", 0.5, 3, "stratified", tmp_path / "cell", epochs=1)
     result = evaluate_cell(model_dir, tiny_store)
     assert CONTRACT_KEYS <= set(result)
     assert json.loads((model_dir / "result.json").read_text()) == result
     assert (result["model"], result["clip_seconds"], result["seed"], result["split"]) == ("cnn", 0.5, 3, "stratified")
-    assert result["data_version"] == FeatureStore.open(tiny_store).data_version()
+    assert (result["data_version"], result["collection"]) == (tiny_data.data_version, tiny_data.collection)
     assert result["n_tracks"] == {"train": 6, "valid": 3, "test": 3}
     rows = result["track_predictions"]
-    store = FeatureStore.open(tiny_store)
-    clips = sum(store.track(row["track_id"]).n_frames // result["clip_frames"] for row in rows)
+    store = FeatureSet.open(tiny_store, tiny_data.feature_config)
+    key_of = {track.track_id: track.key for track in tiny_data.tracks}
+    clips = sum(store.track(key_of[row["track_id"]]).n_frames // result["clip_frames"] for row in rows)
     for level, scored in (("track", 3), ("clip", clips)):
         assert set(result["metrics"][level]) == METRIC_KEYS
         assert np.sum(result["metrics"][level]["confusion"]) == scored
@@ -80,11 +85,11 @@ def test_the_result_follows_the_contract_and_is_written_beside_the_model(tiny_st
     assert result["predict_clips_per_second"] > 0 and result["model_dir"] == str(model_dir.resolve())
 
 
-def test_kfold_results_cover_every_track_exactly_once(tiny_store: str, tmp_path: Path) -> None:
-    model_dir = train_cell(tiny_store, "baseline", 0.5, 0, "kfold:3", tmp_path / "cell")
-    result = evaluate_cell(model_dir, tiny_store)
+def test_kfold_results_cover_every_track_exactly_once(tiny_data: TrainingData, tmp_path: Path) -> None:
+    model_dir = train_cell(tiny_data, "baseline", 0.5, 0, "kfold:3", tmp_path / "cell")
+    result = evaluate_cell(model_dir, tiny_data.store)
     tracks = [row["track_id"] for row in result["track_predictions"]]
-    assert tracks == [record.track_id for record in FeatureStore.open(tiny_store).tracks()]
+    assert tracks == [track.track_id for track in tiny_data.tracks]
     assert result["n_tracks"]["test"] == 12 and len(result["folds"]) == 3
     assert result["history"] == {"loss": [], "val_loss": [], "accuracy": [], "val_accuracy": []}
     assert result["metrics"]["track"]["accuracy"] == pytest.approx(
@@ -92,17 +97,20 @@ def test_kfold_results_cover_every_track_exactly_once(tiny_store: str, tmp_path:
     )
 
 
-def test_a_reloaded_model_scores_the_same_twice(tiny_store: str, tmp_path: Path) -> None:
-    model_dir = train_cell(tiny_store, "baseline", 0.5, 0, "stratified", tmp_path / "cell")
+def test_a_reloaded_model_scores_the_same_twice(tiny_data: TrainingData, tiny_store: str, tmp_path: Path) -> None:
+    model_dir = train_cell(tiny_data, "baseline", 0.5, 0, "stratified", tmp_path / "cell")
     first, second = evaluate_cell(model_dir, tiny_store), evaluate_cell(model_dir, tiny_store)
     assert first["track_predictions"] == second["track_predictions"]
 
 
-def test_a_store_with_other_features_is_refused(tiny_store: str, tmp_path: Path) -> None:
-    model_dir = train_cell(tiny_store, "baseline", 0.5, 0, "stratified", tmp_path / "cell")
+def test_a_store_without_the_models_features_or_tracks_is_refused(tiny_data: TrainingData, tmp_path: Path) -> None:
+    model_dir = train_cell(tiny_data, "baseline", 0.5, 0, "stratified", tmp_path / "cell")
     other = tmp_path / "other.zarr"
     write_tiny_store(other, config=FeatureConfig(n_mels=64))
-    with pytest.raises(StoreError, match="evaluate it on the store it was trained from"):
+    with pytest.raises(StoreError, match="holds no features made with"):
+        evaluate_cell(model_dir, str(other))
+    write_tiny_store(other, seed=5)  # the same names, other content: not the model's test tracks
+    with pytest.raises(StoreError, match="lacks 3 of the tracks asked for"):
         evaluate_cell(model_dir, str(other))
 
 

@@ -17,9 +17,9 @@ import xxhash
 
 import tasks.extract
 from genreflow.config import FeatureConfig
-from storage.schema import BATCHES_GROUP
-from storage.store import FeatureStore
-from tasks.audio import load_audio
+from storage.schema import BATCHES_GROUP, CollectionTrack, FEATURES_GROUP
+from storage.store import FeatureSet, Store
+from tasks.audio import decode_audio, read_source
 from tasks.collection import Collection, SourceTrack, scan_collection
 from tasks.extract import (
     MEAN_TRACKS_PER_TASK,
@@ -37,7 +37,6 @@ from tasks.logmel import log_mel
 from tasks.synthetic import write_synthetic_collection
 
 CONFIG = FeatureConfig()
-MIN_SECONDS = 2.0
 SECONDS = 3.0
 # Larger than a track's metadata (about 1 KiB), smaller than one compressed chunk (about 50 KiB).
 FILE_SIZE_LIMIT = 16 * 1024
@@ -64,7 +63,25 @@ def collection_dir(synthetic_source: Path, tmp_path: Path) -> Path:
 
 
 def extract(collection: Collection, location: str, client, **kwargs) -> list[TrackOutcome]:
-    return extract_batch(collection.tracks, location, CONFIG, MIN_SECONDS, client, **kwargs)
+    return extract_batch(collection.tracks, location, CONFIG, client, **kwargs)
+
+
+def feature_set(location: str) -> FeatureSet:
+    return FeatureSet.open(location, CONFIG)
+
+
+def keys_of(collection: Collection, track_ids: set[str] | None = None) -> set[str]:
+    return {track.key for track in collection.tracks if track_ids is None or track.track_id in track_ids}
+
+
+def plan(collection: Collection, location: str):
+    store = Store.create_or_open(location)
+    return plan_extraction(collection, store.feature_set(CONFIG), store.collection(collection.root))
+
+
+def record(collection: Collection, location: str) -> None:
+    tracks = [CollectionTrack(track.track_id, track.genre, track.key) for track in collection.tracks]
+    Store.create_or_open(location).record_collection(collection.root, tracks)
 
 
 def test_good_tracks_are_stored_and_bad_ones_quarantined(client, collection_dir: Path, tmp_path: Path):
@@ -79,11 +96,25 @@ def test_good_tracks_are_stored_and_bad_ones_quarantined(client, collection_dir:
     statuses = {outcome.track_id: outcome.status for outcome in outcomes}
     assert statuses.pop("ambient/notes.wav") == statuses.pop("ambient/quiet.wav") == "quarantined"
     assert set(statuses.values()) == {"extracted"}
-    store = FeatureStore.open(location)
-    assert {record.track_id for record in store.tracks()} == set(statuses)
-    assert {(record.track_id, record.reason.split(" ")[0]) for record in store.quarantined()} == {
+    store = feature_set(location)
+    assert {record.key for record in store.tracks()} == keys_of(collection, set(statuses))
+    by_key = {track.key: track.track_id for track in collection.tracks}
+    assert {(by_key[record.key], record.reason.split(" ")[0]) for record in store.quarantined()} == {
         ("ambient/notes.wav", "not"), ("ambient/quiet.wav", "silent:")
     }
+
+
+def test_every_track_that_decodes_is_kept_however_short(client, tmp_path: Path):
+    folder = tmp_path / "short"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    tone = np.sin(np.arange(int(0.3 * CONFIG.sample_rate)) * 0.05).astype(np.float32) * 0.3
+    sf.write(folder / "a" / "short.wav", tone, CONFIG.sample_rate)
+    sf.write(folder / "b" / "short.wav", tone[::-1].copy(), CONFIG.sample_rate)
+
+    outcomes = extract(scan_collection(folder), str(tmp_path / "store.zarr"), client)
+
+    assert [outcome.status for outcome in outcomes] == ["extracted", "extracted"]
 
 
 def test_a_task_writes_its_tracks_as_one_batch_unless_they_outgrow_the_write_buffer(
@@ -91,54 +122,86 @@ def test_a_task_writes_its_tracks_as_one_batch_unless_they_outgrow_the_write_buf
 ):
     good = [track for track in scan_collection(collection_dir).tracks if track.genre != "ambient"][:3]
 
-    one_batch = extract_tracks(good, str(tmp_path / "one.zarr"), CONFIG, MIN_SECONDS)
+    one_batch = extract_tracks(good, str(tmp_path / "one.zarr"), CONFIG)
     monkeypatch.setattr(tasks.extract, "WRITE_BUFFER_BYTES", 1)  # every track outgrows it: written at once
-    three_batches = extract_tracks(good, str(tmp_path / "three.zarr"), CONFIG, MIN_SECONDS)
+    three_batches = extract_tracks(good, str(tmp_path / "three.zarr"), CONFIG)
 
     for results, location, batches in ((one_batch, "one.zarr", 1), (three_batches, "three.zarr", 3)):
         assert [(result.track_id, result.status) for result in results] == [(track.track_id, "extracted") for track in good]
-        assert len(list((tmp_path / location / BATCHES_GROUP).iterdir())) - 1 == batches  # and the group's zarr.json
-        assert [record.track_id for record in FeatureStore.open(str(tmp_path / location)).tracks()] == sorted(
-            track.track_id for track in good
-        )
+        folder = tmp_path / location / FEATURES_GROUP / CONFIG.identity() / BATCHES_GROUP
+        assert len(list(folder.iterdir())) - 1 == batches  # and the group's zarr.json
+        assert {record.key for record in feature_set(str(tmp_path / location)).tracks()} == {t.key for t in good}
 
 
 def test_stored_features_and_records_are_those_of_the_file(client, collection_dir: Path, tmp_path: Path):
     track = scan_collection(collection_dir).tracks[0]
     location = str(tmp_path / "store.zarr")
 
-    [outcome] = extract_batch([track], location, CONFIG, MIN_SECONDS, client)
+    [outcome] = extract_batch([track], location, CONFIG, client)
 
-    store = FeatureStore.open(location)
-    record = store.track(track.track_id)
-    expected = log_mel(load_audio(track.path, CONFIG.sample_rate), CONFIG)
-    np.testing.assert_allclose(store.read(track.track_id), expected, rtol=2**-10, atol=1e-3)  # float16 storage
+    store = feature_set(location)
     content = Path(track.path).read_bytes()
-    status = os.stat(track.path)
-    assert (record.source.xxh3_128, record.source.size) == (xxhash.xxh3_128_hexdigest(content), status.st_size)
-    assert record.source.mtime_ns == status.st_mtime_ns
+    assert track.key == xxhash.xxh3_128_hexdigest(content)
+    record = store.track(track.key)
+    expected = log_mel(decode_audio(read_source(track.path), track.path, CONFIG.sample_rate), CONFIG)
+    np.testing.assert_allclose(store.read(track.key), expected, rtol=2**-10, atol=1e-3)  # float16 storage
+    assert record.source == track.path
     assert record.duration_s == pytest.approx(SECONDS) == outcome.audio_seconds
     assert record.n_frames == expected.shape[0]
 
 
 def test_a_rerun_skips_what_is_complete_and_says_why_it_redoes_the_rest(client, collection_dir: Path, tmp_path: Path):
     location = str(tmp_path / "store.zarr")
-    extract(scan_collection(collection_dir), location, client)
+    first = scan_collection(collection_dir)
+    extract(first, location, client)
+    record(first, location)
     changed = collection_dir / "beats" / "beats.00000.wav"
+    stat = os.stat(changed)
     audio, rate = sf.read(changed)
-    sf.write(changed, audio[::-1], rate)
-    shutil.copy(changed, collection_dir / "beats" / "beats.new.wav")
+    sf.write(changed, audio[::-1], rate)  # same length, so the same size...
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ...and the same timestamps: content decides
+    assert os.stat(changed).st_size == stat.st_size
+    shutil.copy(changed, collection_dir / "beats" / "beats.new.wav")  # the same content under a second name
 
-    plan = plan_extraction(scan_collection(collection_dir), FeatureStore.open(location))
+    again = plan(scan_collection(collection_dir), location)
 
-    assert plan.reasons == {
+    assert again.reasons == {
         "ambient/notes.wav": "quarantined before: trying again",
         "ambient/quiet.wav": "quarantined before: trying again",
-        "beats/beats.00000.wav": "changed since it was extracted",
-        "beats/beats.new.wav": "new",
+        "beats/beats.00000.wav": "changed since it was last extracted",
     }
-    assert sorted(track.track_id for track in plan.todo) == sorted(plan.reasons)
-    assert len(plan.skipped) == len(scan_collection(collection_dir).tracks) - 4
+    assert sorted(track.track_id for track in again.todo) == sorted(again.reasons)  # the copy is extracted once
+    assert len(again.skipped) == len(scan_collection(collection_dir).tracks) - 4
+
+
+def test_a_track_damaged_in_the_store_is_extracted_again(client, collection_dir: Path, tmp_path: Path):
+    location = str(tmp_path / "store.zarr")
+    collection = scan_collection(collection_dir)
+    extract(collection, location, client)
+    chunk = next((tmp_path / "store.zarr").rglob("c.0.0.0"))
+    chunk.write_bytes(chunk.read_bytes()[:-7])  # some track's chunk, truncated
+    damaged_key = next(key for key, reason in feature_set(location).check(keys_of(collection)).items())
+
+    again = plan(collection, location)
+
+    [track_id] = [track.track_id for track in collection.tracks if track.key == damaged_key]
+    assert again.reasons[track_id].startswith("damaged in the store (batch ") and "fails its checksum" in again.reasons[track_id]
+    extract(Collection(collection.root, again.todo), location, client)
+    assert feature_set(location).check(keys_of(collection)) == {}
+    assert feature_set(location).read(damaged_key).shape[1] == CONFIG.n_mels
+
+
+def test_a_file_that_changes_after_the_scan_fails_and_is_not_stored_under_its_old_key(client, collection_dir: Path, tmp_path: Path):
+    collection = scan_collection(collection_dir)
+    track = next(track for track in collection.tracks if track.genre == "beats")
+    audio, rate = sf.read(track.path)
+    sf.write(track.path, audio * 0.5, rate)
+    location = str(tmp_path / "store.zarr")
+
+    with pytest.raises(ExtractionError, match="changed after it was scanned"):
+        extract_batch([track], location, CONFIG, client)
+
+    assert feature_set(location).tracks() == [] and feature_set(location).quarantined() == []
 
 
 @contextmanager
@@ -163,22 +226,22 @@ def test_a_store_that_cannot_be_written_fails_loudly_quarantines_nothing_and_is_
     location = str(tmp_path / "store.zarr")
 
     with store_disk_full(client), pytest.raises(ExtractionError) as caught:
-        extract_batch(good, location, CONFIG, MIN_SECONDS, client)
+        extract_batch(good, location, CONFIG, client)
 
     assert "beats/beats.00000.wav: StoreWriteError" in str(caught.value)
     assert "File too large" in str(caught.value) and location in str(caught.value)
     assert caught.value.outcomes == []
-    store = FeatureStore.open(location)
+    store = feature_set(location)
     assert store.tracks() == [] and store.quarantined() == []
-    assert store.incomplete_track_ids() == ["beats/beats.00000.wav"]
-    plan = plan_extraction(Collection(good), store)
-    assert plan.reasons == {"beats/beats.00000.wav": "incomplete: an earlier extraction stopped mid-write"}
+    assert store.incomplete_keys() == [good[0].key]
+    redo = plan(Collection(str(collection_dir), good), location)
+    assert redo.reasons == {"beats/beats.00000.wav": "incomplete: an earlier extraction stopped mid-write"}
 
-    [outcome] = extract_batch(plan.todo, location, CONFIG, MIN_SECONDS, client)
+    [outcome] = extract_batch(redo.todo, location, CONFIG, client)
 
     assert outcome.status == "extracted"
-    assert [record.track_id for record in store.tracks()] == ["beats/beats.00000.wav"]
-    assert store.incomplete_track_ids() == []
+    assert [record.key for record in store.tracks()] == [good[0].key]
+    assert store.incomplete_keys() == []
 
 
 @contextmanager
@@ -192,18 +255,18 @@ def store_unreachable_from_each_worker_once(client) -> Iterator[None]:
 
 
 def _fail_the_next_store_open() -> None:
-    opens = tasks.extract._open_store
+    opens = tasks.extract._open_feature_set
 
-    def unreachable(location: str, feature_config: FeatureConfig) -> FeatureStore:
-        tasks.extract._open_store = opens
+    def unreachable(location: str, feature_config: FeatureConfig) -> FeatureSet:
+        tasks.extract._open_feature_set = opens
         raise ConnectionError(f"cannot reach {location}")
 
     unreachable.opens = opens  # type: ignore[attr-defined]
-    tasks.extract._open_store = unreachable
+    tasks.extract._open_feature_set = unreachable
 
 
 def _open_stores_normally() -> None:
-    tasks.extract._open_store = getattr(tasks.extract._open_store, "opens", tasks.extract._open_store)
+    tasks.extract._open_feature_set = getattr(tasks.extract._open_feature_set, "opens", tasks.extract._open_feature_set)
 
 
 def test_a_task_that_fails_as_a_whole_fails_its_tracks_and_the_other_tasks_still_count(
@@ -214,14 +277,15 @@ def test_a_task_that_fails_as_a_whole_fails_its_tracks_and_the_other_tasks_still
     assert {len(group) for group in task_groups(good, len(client.nthreads()))} == {1}
 
     with store_unreachable_from_each_worker_once(client), pytest.raises(ExtractionError) as caught:
-        extract_batch(good, location, CONFIG, MIN_SECONDS, client)
+        extract_batch(good, location, CONFIG, client)
 
     failed, outcomes = caught.value.failures, caught.value.outcomes
     assert 1 <= len(failed) <= len(client.nthreads())  # each worker's first task, of one track
     assert set(failed.values()) == {f"ConnectionError: cannot reach {location}"}
     assert sorted([*failed, *(outcome.track_id for outcome in outcomes)]) == sorted(track.track_id for track in good)
-    stored = FeatureStore.open(location).tracks()
-    assert sorted(record.track_id for record in stored) == sorted(outcome.track_id for outcome in outcomes)
+    stored = feature_set(location).tracks()
+    by_id = {track.track_id: track.key for track in good}
+    assert sorted(record.key for record in stored) == sorted(by_id[outcome.track_id] for outcome in outcomes)
 
 
 def worker_settings() -> tuple[str | None, str | None, str | None, bool]:
@@ -279,7 +343,7 @@ def test_a_local_cluster_is_sized_to_the_cores_by_default():
 
 @pytest.mark.parametrize(("tracks", "threads"), [(70, 2), (1002, 2), (16, 2), (5, 2), (9, 4), (70, 1), (0, 2)])
 def test_tasks_come_in_rounds_one_per_worker_that_shrink_to_the_end(tracks: int, threads: int):
-    batch = [SourceTrack(f"g/{index}.wav", "g", f"/music/g/{index}.wav") for index in range(tracks)]
+    batch = [SourceTrack(f"g/{index}.wav", "g", f"/music/g/{index}.wav", str(index)) for index in range(tracks)]
 
     groups = task_groups(batch, threads)
 

@@ -77,10 +77,26 @@ def test_report_names_the_failed_cell_quarantined_file_and_run(built: tuple[Path
     _, markdown, _ = built
     run = json.loads((FIXTURE / "run.json").read_text())
     assert "| crnn | 30 s | 1 | ValueError: loss became NaN in epoch 2 |" in markdown
-    quarantined = run["store"]["quarantined"][0]
+    quarantined = run["data"]["quarantined"][0]
     assert f"| {quarantined['path']} | {quarantined['reason']} |" in markdown
     assert run["flow_run_id"] in markdown and run["environment"]["git_commit"] in markdown
-    assert run["store"]["data_version"] in markdown
+    assert run["data"]["data_version"] in markdown and f"Collection {run['data']['collection']}" in markdown
+    assert "different data versions" not in markdown and "left out of that cell" not in markdown
+
+
+def test_report_warns_when_cells_learned_from_other_data_and_lists_tracks_left_out(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(FIXTURE, run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    results["cells"][0]["data_version"] = "another0version0"
+    results["cells"][1]["excluded"] = {"blues/blues.00001.wav": "shorter than the clip (600 frames < 1292, 30.00 s)"}
+    (run_dir / "results.json").write_text(json.dumps(results))
+
+    markdown = build_report(run_dir)[0].read_text()
+
+    assert "Warning: the results come from 2 different data versions" in markdown
+    first = results["cells"][1]
+    assert f"| {first['model']} | {first['clip_seconds']:g} s | 1 |" in markdown
 
 
 def test_report_says_how_it_differs_from_the_paper(built: tuple[Path, str, str]) -> None:
