@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 DEMO_ARGS ?= --tracks-per-genre 5 --epochs 2 --crops-per-track 1
 
 demo: $(STAMP)
-	$(BIN)/genreflow run --data synthetic --out runs/demo $(DEMO_ARGS)
+	$(BIN)/genreflow run --data synthetic --out runs $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
