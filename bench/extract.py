@@ -62,10 +62,11 @@ import numpy as np
 import psutil
 from distributed import Client
 
-from genreflow.config import FeatureConfig
-from storage.store import FeatureSet
-from tasks.collection import SourceTrack, scan_collection
-from tasks.extract import (
+from genreflow.core import FeatureConfig
+from genreflow.storage.store import FeatureSet
+from genreflow.tasks.collection.scan import SourceTrack, scan_collection
+from genreflow.tasks.collection.synthetic import GENRES, write_synthetic_collection
+from genreflow.tasks.features.extract import (
     WORKER_ENVIRONMENT,
     TrackFailure,
     TrackOutcome,
@@ -75,8 +76,7 @@ from tasks.extract import (
     extract_tracks,
     task_groups,
 )
-from tasks.logmel import log_mel
-from tasks.synthetic import GENRES, write_synthetic_collection
+from genreflow.tasks.features.logmel import log_mel
 
 COMPARED_TRACKS = 3  # tracks whose stored features are checked against librosa's
 LOGMEL_TRACKS = 20  # decoded tracks on which the two log-mel implementations alone are timed
@@ -107,12 +107,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data", help="a GTZAN-layout folder")
-    source.add_argument("--synthetic", type=int, metavar="N", default=120,
-                        help="N synthetic 30 s tracks in total, rounded up to whole genres (default 120)")
+    source.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="N",
+        default=120,
+        help="N synthetic 30 s tracks in total, rounded up to whole genres (default 120)",
+    )
     parser.add_argument("--work-dir", default="runs/bench", help="where the synthetic audio and stores go")
     parser.add_argument("--workers", type=int, default=default_worker_count(), help="Dask workers (default: cores)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="runs of stages 1-4; each reports its fastest, the one the machine slowed least (default 3)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of stages 1-4; each reports its fastest, the one the machine slowed least (default 3)",
+    )
     return parser.parse_args(argv)
 
 
@@ -140,9 +149,7 @@ def librosa_as_installed(tracks: list[SourceTrack], config: FeatureConfig) -> St
     return meter.stage("1b librosa, as installed", 1, len(tracks), audio_seconds)
 
 
-def one_core_pass(
-    tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int
-) -> tuple[Stage, Stage]:
+def one_core_pass(tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int) -> tuple[Stage, Stage]:
     """Stages 1 and 2 on one CPU, interleaved: librosa on one task group of tracks, then genreflow on the same.
 
     This machine's speed drifts by tens of percent from minute to minute; interleaved, both sides meet the
@@ -176,7 +183,11 @@ def librosa_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     import librosa
 
     power = librosa.feature.melspectrogram(
-        y=audio, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels,
+        y=audio,
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        n_mels=config.n_mels,
         power=2.0,
     )
     return librosa.power_to_db(power, ref=1.0, top_db=config.top_db)
@@ -207,7 +218,12 @@ def _seconds(work: Callable[[], object]) -> float:
 
 
 def dask_pass(
-    name: str, client: Client, tracks: list[SourceTrack], config: FeatureConfig, store: str, workers: int,
+    name: str,
+    client: Client,
+    tracks: list[SourceTrack],
+    config: FeatureConfig,
+    store: str,
+    workers: int,
     client_rss: list[tuple[int, float]],
 ) -> Stage:
     """One run of stage 3 or 5 on warm workers; samples the client's RSS as tasks finish and at the end."""
@@ -276,9 +292,9 @@ def dask_default_environment_client(workers: int) -> Iterator[Client]:
     """A LocalCluster exactly as Dask configures it: the malloc trap included."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster:
-        with Client(cluster) as client:
-            yield client
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0")
+    with cluster, Client(cluster) as client:
+        yield client
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
@@ -368,7 +384,7 @@ def usage() -> tuple[float, int]:
 
 def _difference(after: Iterable[tuple[float, int]], before: Iterable[tuple[float, int]]) -> tuple[float, int]:
     """Usage between two snapshots, summed over processes."""
-    pairs = list(zip(after, before))
+    pairs = list(zip(after, before, strict=True))
     return sum(a[0] - b[0] for a, b in pairs), sum(a[1] - b[1] for a, b in pairs)
 
 
@@ -508,8 +524,13 @@ def run_stages(tracks: list[SourceTrack], config: FeatureConfig, workers: int, r
     trap_stage = trap_pass(tracks, config, stores["trap"], workers)
     stored = FeatureSet.open(stores["dask"], config)
     return Results(
-        fastest([run.librosa for run in runs]), librosa_all_cores, fastest([run.single for run in runs]),
-        fastest([run.dask for run in runs]), fastest([run.pool for run in runs]), trap_stage, peak_kib,
+        fastest([run.librosa for run in runs]),
+        librosa_all_cores,
+        fastest([run.single for run in runs]),
+        fastest([run.dask for run in runs]),
+        fastest([run.pool for run in runs]),
+        trap_stage,
+        peak_kib,
         runs[-1].client_rss,
         bytes_per_track=stored.store.bytes_on_disk() / max(1, len(stored.tracks())),
         max_difference_db=max_difference_db(stores["dask"], tracks, config),
@@ -519,8 +540,13 @@ def run_stages(tracks: list[SourceTrack], config: FeatureConfig, workers: int, r
 
 
 def timed_repeat(
-    tracks: list[SourceTrack], config: FeatureConfig, stores: dict[str, str], repeat: int, workers: int,
-    client: Client, pool: ProcessPoolExecutor,
+    tracks: list[SourceTrack],
+    config: FeatureConfig,
+    stores: dict[str, str],
+    repeat: int,
+    workers: int,
+    client: Client,
+    pool: ProcessPoolExecutor,
 ) -> Repeat:
     """Stages 1 and 2 (interleaved), 3, 4 and the machine loop, back to back, each into a fresh store."""
     librosa_stage, single = one_core_pass(tracks, config, repeat_store(stores["single"], repeat), workers)
@@ -593,8 +619,10 @@ def main(argv: list[str] | None = None) -> int:
         results = run_stages(tracks, config, args.workers, args.repeats, Path(scratch))
     stages = [results.librosa, results.librosa_all_cores, results.single, results.dask, results.pool, results.trap]
     print_table(stages, results.librosa)
-    print(f"machine: a CPU-only loop in {args.workers} processes at once ran at {results.machine_efficiency:.2f} "
-          f"of {args.workers} times its speed alone (fastest of {args.repeats} each, as for dask_efficiency)")
+    print(
+        f"machine: a CPU-only loop in {args.workers} processes at once ran at {results.machine_efficiency:.2f} "
+        f"of {args.workers} times its speed alone (fastest of {args.repeats} each, as for dask_efficiency)"
+    )
     print(explain_dask_efficiency(results))
     print(json.dumps(summary(results)))
     return 0

@@ -22,16 +22,21 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.collection import content_key, list_collection, scan_collection
-from tasks.synthetic import GENRES, write_synthetic_collection
+from genreflow.tasks.collection.scan import content_key, list_collection, scan_collection
+from genreflow.tasks.collection.synthetic import GENRES, write_synthetic_collection
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data", help="a GTZAN-layout folder")
-    source.add_argument("--synthetic", type=int, metavar="N", default=1000,
-                        help="N synthetic 30 s tracks, rounded up to whole genres (default 1000)")
+    source.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="N",
+        default=1000,
+        help="N synthetic 30 s tracks, rounded up to whole genres (default 1000)",
+    )
     parser.add_argument("--work-dir", default="runs/bench", help="where the synthetic audio goes")
     parser.add_argument("--repeats", type=int, default=5, help="timed scans; the median is reported (default 5)")
     return parser.parse_args(argv)
@@ -57,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     contents = [path.read_bytes() for path in files]  # the warm page cache the figures are for
     listing = statistics.median(milliseconds(lambda: list_collection(folder)) for _ in range(args.repeats))
     scan = statistics.median(milliseconds(lambda: scan_collection(folder)) for _ in range(args.repeats))
-    hashing = statistics.median(milliseconds(lambda: [content_key(data) for data in contents]) for _ in range(args.repeats))
+    hashing = statistics.median(
+        milliseconds(lambda: [content_key(data) for data in contents]) for _ in range(args.repeats)
+    )
     tracks = len(files)
     figures = {
         "tracks": tracks,
@@ -69,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         "hash_ms_per_track": round(hashing / tracks, 3),
         "scan_vs_listing": round(scan / listing, 1),
     }
-    print(f"{tracks} tracks in {folder}: listing {listing:.0f} ms, scan (read + hash) {scan:.0f} ms, hash alone {hashing:.0f} ms")
+    print(
+        f"{tracks} tracks in {folder}: listing {listing:.0f} ms, scan (read + hash) {scan:.0f} ms, "
+        f"hash alone {hashing:.0f} ms"
+    )
     print(json.dumps(figures))
     return 0
 

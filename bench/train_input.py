@@ -1,7 +1,7 @@
 """Input-pipeline benchmark: training steps per second fed from the Zarr stream vs from in-memory arrays.
 
 One model (default: the CNN on 5 s clips, batch 32) trains for the same number of steps on two feeds:
-  1. stream: `tasks.dataset`'s tf.data pipeline exactly as training uses it (new random crops every epoch,
+  1. stream: the training dataset's tf.data pipeline exactly as training uses it (new random crops every epoch,
      per-track span reads on threads, prefetch);
   2. memory: one epoch of the same crops read beforehand into RAM, fed by `tf.data.Dataset.from_tensor_slices`
      (reshuffled every epoch, batched, prefetched): the fastest feed there is.
@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.config import FeatureConfig
-from storage.schema import CollectionTrack, TrackRecord
-from storage.store import FeatureSet, Store
-from tasks.dataset import (
+from genreflow.core import FeatureConfig
+from genreflow.storage.schema import CollectionTrack, TrackRecord
+from genreflow.storage.store import FeatureSet, Store
+from genreflow.tasks.training.dataset import (
     Batch,
     ClipStream,
     epoch_batches,
@@ -44,7 +44,7 @@ from tasks.dataset import (
     to_tf_dataset,
     training_clip_count,
 )
-from tasks.train import TrainingData
+from genreflow.tasks.training.train import TrainingData
 
 TRACK_FRAMES = 1292  # 30 s
 GENRES = 10
@@ -106,7 +106,7 @@ class Setup:
 def set_up(args: argparse.Namespace, scratch: Path) -> Setup:
     import keras
 
-    from models.registry import build_model
+    from genreflow.models.registry import build_model
 
     if args.store:
         data = TrainingData.from_store(args.store, FeatureConfig())

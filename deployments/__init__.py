@@ -1,1 +1,1 @@
-"""Prefect deployments of the genreflow flow: `python -m deployments.nightly` registers nightly retraining."""
+"""Prefect deployments of the genreflow flow: `python -m genreflow.deployments.nightly` registers nightly retraining."""

@@ -1,6 +1,6 @@
 """Register nightly retraining: the deployment `genreflow/nightly` and the process work pool that runs it.
 
-    PREFECT_API_URL=http://127.0.0.1:4200/api python -m deployments.nightly --data /music/gtzan
+    PREFECT_API_URL=http://127.0.0.1:4200/api python -m genreflow.deployments.nightly --data /music/gtzan
 
 (`make deploy` runs it with the defaults.) The options are `genreflow run`'s, so a scheduled night runs what that
 command would run; every local path is stored absolute, so the worker may start anywhere. Registering again
@@ -22,7 +22,8 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from genreflow.config import PREFECT_EXTRA_LOGGERS
+from genreflow.core import PREFECT_EXTRA_LOGGERS
+from genreflow.parameters import add_run_options, one_line, parameters_from
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = "flows/pipeline.py:genreflow_flow"
@@ -30,22 +31,19 @@ DEPLOYMENT_NAME = "nightly"
 WORK_POOL = "genreflow-process"
 NIGHTLY_CRON = "0 2 * * *"
 DEFAULT_TIMEZONE = "UTC"
-# `genreflow run` options whose flow parameter has another name.
-LOCATION_PARAMETERS = ("store", "out", "cache")
+LOCATION_PARAMETERS = ("store", "out", "cache")  # stored absolute: the worker may start anywhere
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """`genreflow run`'s options (the flow's parameters, with its help and defaults) plus the schedule's."""
-    from genreflow.commands import run
-
-    subparsers = argparse.ArgumentParser().add_subparsers()
-    run.register(subparsers)
-    parser: argparse.ArgumentParser = subparsers.choices["run"]
-    parser.prog = "python -m deployments.nightly"
-    parser.description = (
-        f"Register the deployment 'genreflow/{DEPLOYMENT_NAME}' (work pool '{WORK_POOL}') on the Prefect server "
-        "that PREFECT_API_URL names. Its runs use the flow options below; local paths are stored absolute."
+    """The run's parameters (as `genreflow run` takes them) plus the schedule's."""
+    parser = argparse.ArgumentParser(
+        prog="python -m genreflow.deployments.nightly",
+        description=(
+            f"Register the deployment 'genreflow/{DEPLOYMENT_NAME}' (work pool '{WORK_POOL}') on the Prefect server "
+            "that PREFECT_API_URL names. Its runs use the options below; local paths are stored absolute."
+        ),
     )
+    add_run_options(parser.add_argument_group("run"))
     schedule = parser.add_argument_group("schedule")
     schedule.add_argument("--cron", default=NIGHTLY_CRON, help="when to run, as a cron expression")
     schedule.add_argument("--timezone", default=DEFAULT_TIMEZONE, help="IANA time zone of the cron, e.g. Europe/Paris")
@@ -71,12 +69,11 @@ def checked_timezone(name: str) -> str:
     return name
 
 
-def flow_parameters(args: argparse.Namespace, accepted: set[str]) -> dict[str, Any]:
-    """The flow's parameters from the parsed options (only those the flow accepts), with absolute locations."""
-    from genreflow.commands import run
-    from storage.store import absolute_location
+def flow_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """Every parameter of the flow, from the parsed options and the defaults, with absolute locations."""
+    from genreflow.storage.store import absolute_location
 
-    parameters = run.flow_parameters(args, accepted)
+    parameters = parameters_from(args).model_dump()
     parameters["data"] = data_location(parameters["data"])
     parameters.update({name: absolute_location(parameters[name]) for name in LOCATION_PARAMETERS})
     return parameters
@@ -109,7 +106,7 @@ def register_nightly(
     from prefect.schedules import Cron
 
     genreflow_flow = flow.from_source(source=str(source), entrypoint=entrypoint)
-    parameters = flow_parameters(args, accepted=set(genreflow_flow.parameters.properties))
+    parameters = flow_parameters(args)
     schedule = Cron(args.cron, timezone=checked_timezone(args.timezone), slug=DEPLOYMENT_NAME)
     ensure_work_pool(work_pool)
     return genreflow_flow.deploy(
@@ -138,7 +135,9 @@ def reachable_api_url() -> str:
     try:
         httpx.get(f"{url}/health", timeout=10)
     except httpx.TransportError as error:
-        raise ValueError(f"no Prefect server answers at PREFECT_API_URL={url} ({error}): start it with `make ui`") from error
+        raise ValueError(
+            f"no Prefect server answers at PREFECT_API_URL={url} ({error}): start it with `make ui`"
+        ) from error
     return url
 
 
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         api_url = reachable_api_url()
         deployment_id = register_nightly(args)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     print(f"deployment genreflow/{DEPLOYMENT_NAME} ({deployment_id}) on {api_url}")
     print(f"  schedule: {args.cron} ({args.timezone}); one run at a time, a run arriving during another waits")

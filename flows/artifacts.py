@@ -11,7 +11,8 @@ from uuid import UUID
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from tasks.report import REPORT_HTML, REPORT_MD, markdown_without_figures, results_table
+from genreflow.tasks.report.render import REPORT_HTML, REPORT_MD, markdown_without_figures
+from genreflow.tasks.report.ui_table import results_table
 
 REPORT_KEY = "genreflow-report"
 RESULTS_KEY = "genreflow-results"
@@ -19,7 +20,7 @@ REPORT_LINK_KEY = "genreflow-report-html"
 
 
 def publish_report_artifacts(run_dir: Path | str) -> dict[str, UUID]:
-    """Publish the report built in `run_dir` (by `tasks.report.build_report`) to the current flow or task run.
+    """Publish the report built in `run_dir` (by `build_report`) to the current flow or task run.
 
     Call it inside a flow or task so the artifacts attach to that run. Everything is read before anything is
     published, so bad inputs publish nothing. Returns the artifact ids by key.
@@ -28,7 +29,9 @@ def publish_report_artifacts(run_dir: Path | str) -> dict[str, UUID]:
     markdown_path, html_path = run_dir / REPORT_MD, run_dir / REPORT_HTML
     for path in (markdown_path, html_path):
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; build the report first (tasks.report.build_report)")
+            raise FileNotFoundError(
+                f"{path}: not found; build the report first (genreflow.tasks.report.build.build_report)"
+            )
     markdown, table = markdown_without_figures(markdown_path.read_text()), results_table(run_dir)
     return {
         REPORT_KEY: create_markdown_artifact(

@@ -19,15 +19,15 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from flows.locks import store_lock
-from genreflow.config import FeatureConfig
-from storage.schema import CollectionRecord, CollectionTrack
-from storage.store import Store
-from tasks.collection import Collection, SourceTrack
-from tasks.extract import TrackOutcome, dask_client, extract_batch, plan_extraction
+from genreflow.core import FeatureConfig
+from genreflow.flows.locks import store_lock
+from genreflow.storage.schema import CollectionRecord, CollectionTrack
+from genreflow.storage.store import Store
+from genreflow.tasks.collection.scan import Collection, SourceTrack
+from genreflow.tasks.features.extract import TrackOutcome, dask_client, extract_batch, plan_extraction
 
 # One Prefect task per batch: retried as a unit, one progress step, one Dask client connection each; its
-# tracks go to the workers as several tasks each (`task_groups` in tasks/extract.py).
+# tracks go to the workers as several tasks each (`task_groups` in tasks/features/extract.py).
 TRACKS_PER_BATCH = 64
 
 
@@ -114,5 +114,7 @@ def extract_all(
         ]
         for done, future in enumerate(as_completed(futures), start=1):
             outcomes.extend(future.result())
-            update_progress_artifact(progress, 100.0 * done / len(batches), description=f"{done}/{len(batches)} batches")
+            update_progress_artifact(
+                progress, 100.0 * done / len(batches), description=f"{done}/{len(batches)} batches"
+            )
     return outcomes

@@ -23,10 +23,10 @@ from prefect.context import TaskRunContext
 from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 from prefect.states import State
 
-from flows.cache_keys import code_version, stable_hash
-from flows.locks import cache_lock_manager
-from genreflow.config import cell_name
-from tasks.train import TrainingData
+from genreflow.core import cell_name
+from genreflow.flows.cache_keys import code_version, evaluation_version, stable_hash
+from genreflow.flows.locks import cache_lock_manager
+from genreflow.tasks.training.train import TrainingData
 
 # Settings that change what a cell learns; everything else (paths, threads) leaves its result valid. The
 # data's identity enters as its data version (feature configuration and every track's id, label and content).
@@ -66,7 +66,7 @@ class CellOutcome:
 
 def model_module(model: str) -> str:
     """The module that defines a model's builder, named by the registry."""
-    from models.registry import spec
+    from genreflow.models.registry import spec
 
     return spec(model).module
 
@@ -85,7 +85,9 @@ def _training_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> 
 
 
 def _evaluation_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return f"evaluate-{stable_hash({'model_dir': parameters['model_dir'], 'data_version': parameters['data_version']})}"
+    """An evaluation is redone when its model, its data or the evaluation code changed."""
+    identity = {name: parameters[name] for name in ("model_dir", "data_version")}
+    return f"evaluate-{stable_hash({**identity, 'code_version': evaluation_version()})}"
 
 
 @task(name="train")
@@ -100,7 +102,7 @@ def train_task(
     models_root: str,
 ) -> str:
     """Train one cell into a model folder named by its cache key; returns that folder."""
-    from tasks.train import train_cell
+    from genreflow.tasks.training.train import train_cell
 
     parameters = locals().copy()
     model_dir = Path(models_root) / training_key(parameters)
@@ -116,11 +118,13 @@ def train_task(
 @task(name="evaluate")
 def evaluate_task(model_dir: str, store: str, data_version: str) -> dict[str, Any]:
     """Evaluate a trained cell on its test tracks; the result JSON of docs/CONTRACTS.md."""
-    from tasks.evaluate import evaluate_cell
+    from genreflow.tasks.evaluation.evaluate import evaluate_cell
 
     result = evaluate_cell(Path(model_dir), store)
     track = result["metrics"]["track"]
-    get_run_logger().info("%s: track accuracy %.3f, macro-F1 %.3f", Path(model_dir).name, track["accuracy"], track["macro_f1"])
+    get_run_logger().info(
+        "%s: track accuracy %.3f, macro-F1 %.3f", Path(model_dir).name, track["accuracy"], track["macro_f1"]
+    )
     return result
 
 
@@ -180,7 +184,9 @@ def run_cell(cell: Cell, grid: GridSettings) -> tuple[CellOutcome, dict[str, Any
         task_run_name=f"train-{cell.name}", cache_policy=locked_policy(_training_cache_key, grid.cache_url), **options
     )
     evaluator = evaluate_task.with_options(
-        task_run_name=f"evaluate-{cell.name}", cache_policy=locked_policy(_evaluation_cache_key, grid.cache_url), **options
+        task_run_name=f"evaluate-{cell.name}",
+        cache_policy=locked_policy(_evaluation_cache_key, grid.cache_url),
+        **options,
     )
     trained = trainer(
         grid.data, cell.model, cell.clip_seconds, cell.seed, grid.split, grid.epochs, grid.crops_per_track,

@@ -156,7 +156,11 @@ def cache_lock_manager(cache: str) -> FileLockManager:
 @contextmanager
 def store_lock(store: str) -> Iterator[None]:
     """Hold the store's extraction lock for the block: one extraction into `store` at a time on this machine."""
-    manager, key, holder = FileLockManager(LOCKS_ROOT), f"store-{location_hash(store)}", f"extract-{os.getpid()}-{threading.get_ident()}"
+    manager, key, holder = (
+        FileLockManager(LOCKS_ROOT),
+        f"store-{location_hash(store)}",
+        f"extract-{os.getpid()}-{threading.get_ident()}",
+    )
     manager.acquire_lock(key, holder)
     try:
         yield

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,28 +12,20 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_UI_URL
+from prefect.states import Failed, State
 
-from flows.extraction import Extraction, extract_collection
-from flows.grid import CacheLocation, Cell, CellOutcome, GridSettings, run_grid
-from flows.preflight import check_run
-from genreflow.config import DEFAULT_CLIP_SECONDS, DEFAULT_MODELS, FeatureConfig
-from storage.schema import CollectionRecord
-from storage.store import FeatureSet, absolute_location
-from tasks.collection import SYNTHETIC, Collection, load_collection
-from tasks.train import TrainingData
+from genreflow.core import FeatureConfig
+from genreflow.flows.extraction import Extraction, extract_collection
+from genreflow.flows.grid import CacheLocation, Cell, CellOutcome, GridSettings, run_grid
+from genreflow.flows.preflight import check_run
+from genreflow.parameters import RunParameters, with_run_parameters
+from genreflow.storage.schema import CollectionRecord
+from genreflow.storage.store import FeatureSet, absolute_location
+from genreflow.tasks.collection.scan import SYNTHETIC, Collection, load_collection
+from genreflow.tasks.training.train import TrainingData
 
 LATEST = "latest"  # in the runs folder: a link to the newest run's folder
-
-
-class GridFailed(RuntimeError):
-    """Some cells failed; every other cell finished and the summary says which failed."""
-
-    def __init__(self, message: str, run_dir: str) -> None:
-        super().__init__(message)
-        self.run_dir = run_dir
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        return type(self), (str(self), self.run_dir)
 
 
 def run_name() -> str:
@@ -41,7 +33,7 @@ def run_name() -> str:
     run = FlowRunContext.get().flow_run
     data = str(flow_run.parameters.get("data", SYNTHETIC))
     label = SYNTHETIC if data == SYNTHETIC else Path(data).name or "data"
-    return f"{label}-{run.created or datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{str(run.id)[:6]}"
+    return f"{label}-{run.created or datetime.now(UTC):%Y%m%d-%H%M%S}-{str(run.id)[:6]}"
 
 
 @task(name="scan-collection", cache_policy=NO_CACHE)
@@ -60,11 +52,19 @@ def training_data_task(store: str, feature_config: FeatureConfig, record: Collec
     usable = feature_set.usable(record.tracks)
     data = TrainingData(store, feature_config, record.root, tuple(usable.ready))
     logger = get_run_logger()
-    logger.info("%d of %d tracks of %s to train on, data version %s", len(usable.ready), len(record.tracks), record.root, data.data_version)
+    logger.info(
+        "%d of %d tracks of %s to train on, data version %s",
+        len(usable.ready),
+        len(record.tracks),
+        record.root,
+        data.data_version,
+    )
     for track_id, reason in usable.quarantined.items():
         logger.warning("quarantined %s: %s", track_id, reason)
     if usable.missing:
-        logger.warning("%d track(s) not extracted (see the extraction's errors): %s", len(usable.missing), usable.missing[:5])
+        logger.warning(
+            "%d track(s) not extracted (see the extraction's errors): %s", len(usable.missing), usable.missing[:5]
+        )
     durations = {record.key: record.duration_s for record in feature_set.tracks()}
     description = {
         "store": store,
@@ -91,8 +91,8 @@ def _genre_counts(tracks: list) -> dict[str, int]:
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(run_dir: Path) -> None:
     """Render report.md / report.html and publish them as Prefect artifacts."""
-    from flows.artifacts import publish_report_artifacts
-    from tasks.report import build_report
+    from genreflow.flows.artifacts import publish_report_artifacts
+    from genreflow.tasks.report.build import build_report
 
     build_report(run_dir)
     publish_report_artifacts(run_dir)
@@ -126,13 +126,19 @@ def _summary(outcomes: list[CellOutcome], run_dir: Path) -> dict[str, Any]:
     }
 
 
+def _ui_url() -> str | None:
+    """This run's page in the Prefect UI; None on a temporary server, which is gone once the run ends."""
+    return flow_run.get_flow_run_ui_url() if PREFECT_UI_URL.value() else None
+
+
 def _run_record(started: str, data: dict[str, Any], extraction: Extraction, split: str) -> dict[str, Any]:
     """The run's provenance, which the report's data and run sections are made from."""
-    from tasks.provenance import collect_environment
+    from genreflow.tasks.provenance import collect_environment
 
     return {
         "flow_run_id": str(flow_run.get_id()),
         "flow_run_name": flow_run.get_name(),
+        "ui_url": _ui_url(),
         "started": started,
         "parameters": dict(flow_run.parameters),
         "environment": collect_environment(),
@@ -142,47 +148,41 @@ def _run_record(started: str, data: dict[str, Any], extraction: Extraction, spli
     }
 
 
-@flow(name="genreflow", flow_run_name=run_name, log_prints=True)
-def genreflow_flow(
-    data: str = SYNTHETIC,
-    tracks_per_genre: int = 20,
-    store: str = "runs/store.zarr",
-    models: list[str] = list(DEFAULT_MODELS),
-    clip_seconds: list[float] = list(DEFAULT_CLIP_SECONDS),
-    seeds: list[int] = [0],
-    split: str = "stratified",
-    epochs: int = 30,
-    crops_per_track: int | None = None,
-    dask_address: str | None = None,
-    workers: int | None = None,
-    out: str = "runs",
-    cache: str = "runs/cache",
-) -> dict[str, Any]:
+def run_genreflow(**parameters: Any) -> dict[str, Any] | State:
     """Extract log-mels on Dask into Zarr, train every (model, clip, seed) cell, evaluate, and report."""
-    check_run(data, models, clip_seconds, seeds, split, tracks_per_genre, [out, cache, store])
-    runs_dir, store = Path(out).resolve(), absolute_location(store)
+    run = RunParameters(**parameters)
+    check_run(run)
+    runs_dir, store = Path(run.out).resolve(), absolute_location(run.store)
     run_dir = runs_dir / flow_run.get_name()
-    cache_location = CacheLocation.for_run(cache, runs_dir)
+    cache_location = CacheLocation.for_run(run.cache, runs_dir)
     feature_config = FeatureConfig()
-    started = datetime.now(timezone.utc).isoformat()
+    started = datetime.now(UTC).isoformat()
 
-    collection = collect_task(data, tracks_per_genre, cache_location.local_root / "synthetic")
-    extraction = extract_collection(collection, store, feature_config, dask_address, workers)
+    collection = collect_task(run.data, run.tracks_per_genre, cache_location.local_root / "synthetic")
+    extraction = extract_collection(collection, store, feature_config, run.dask_address, run.workers)
     prepared = training_data_task(store, feature_config, extraction.record)
 
-    cells = [Cell(model, seconds, seed) for model in models for seconds in clip_seconds for seed in seeds]
-    grid = GridSettings(prepared["training_data"], split, epochs, crops_per_track, cache_location, cache)
+    cells = [Cell(model, seconds, seed) for model in run.models for seconds in run.clip_seconds for seed in run.seeds]
+    grid = GridSettings(
+        prepared["training_data"], run.split, run.epochs, run.crops_per_track, cache_location, run.cache
+    )
     outcomes, results = run_grid(cells, grid)
 
     summary = _summary(outcomes, run_dir)
     _write_json(run_dir / "results.json", {"cells": results})
-    _write_json(run_dir / "run.json", _run_record(started, prepared["description"], extraction, split))
+    _write_json(run_dir / "run.json", _run_record(started, prepared["description"], extraction, run.split))
     _write_json(run_dir / "summary.json", summary)
     _point_latest_at(run_dir)
     report_task(run_dir)
     failed = [cell for cell, outcome in zip(cells, outcomes, strict=True) if outcome.status == "failed"]
     if failed:
         names = ", ".join(cell.name for cell in failed)
-        message = f"{len(failed)} of {len(outcomes)} cells failed ({names}); the others finished. See {run_dir / 'summary.json'}"
-        raise GridFailed(message, str(run_dir))
+        message = (
+            f"{len(failed)} of {len(outcomes)} cells failed ({names}); the others finished. "
+            f"See {run_dir / 'summary.json'}"
+        )
+        return Failed(message=message, data=summary)  # the run ends Failed; its summary still comes back
     return summary
+
+
+genreflow_flow = flow(name="genreflow", flow_run_name=run_name, log_prints=True)(with_run_parameters(run_genreflow))

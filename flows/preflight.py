@@ -11,34 +11,27 @@ import os
 import tempfile
 from pathlib import Path
 
-from genreflow.config import FeatureConfig
-from models.registry import MODELS, check_clip
-from tasks.collection import SYNTHETIC, list_collection
-from tasks.splits import MIN_GENRES, SplitError, make_folds, parse_split
-from tasks.synthetic import GENRES as SYNTHETIC_GENRES
+from genreflow.core import FeatureConfig
+from genreflow.models.registry import MODELS, check_clip
+from genreflow.parameters import RunParameters
+from genreflow.tasks.collection.scan import SYNTHETIC, list_collection
+from genreflow.tasks.collection.synthetic import GENRES as SYNTHETIC_GENRES
+from genreflow.tasks.training.splits import MIN_GENRES, SplitError, make_folds, parse_split
 
 
 class RunRefused(ValueError):
     """The run cannot start as asked; the message says why in one line."""
 
 
-def check_run(
-    data: str,
-    models: list[str],
-    clip_seconds: list[float],
-    seeds: list[int],
-    split: str,
-    tracks_per_genre: int,
-    locations: list[str],
-) -> None:
+def check_run(parameters: RunParameters) -> None:
     """Refuse a run that cannot work: unknown models, degenerate clips, bad seeds or split, a collection
     that is missing, unreadable or has fewer than two genres, or an output location that cannot be written."""
     try:
-        check_grid(models, clip_seconds, seeds, split)
-        genre_of = _collection_tracks(data, tracks_per_genre)
-        for seed in seeds:
-            make_folds(genre_of, split, seed)
-        for location in locations:
+        check_grid(parameters.models, parameters.clip_seconds, parameters.seeds, parameters.split)
+        genre_of = _collection_tracks(parameters.data, parameters.tracks_per_genre)
+        for seed in parameters.seeds:
+            make_folds(genre_of, parameters.split, seed)
+        for location in parameters.locations():
             check_writable(location)
     except (ValueError, OSError) as error:
         raise RunRefused(str(error)) from error
@@ -67,7 +60,9 @@ def _collection_tracks(data: str, tracks_per_genre: int) -> dict[str, str]:
         return {f"{genre}/{index}": genre for genre in SYNTHETIC_GENRES for index in range(tracks_per_genre)}
     folder = Path(data).expanduser()
     if not folder.is_dir():
-        raise ValueError(f"--data {data}: no such folder; give a GTZAN-layout folder <root>/<genre>/<file> or 'synthetic'")
+        raise ValueError(
+            f"--data {data}: no such folder; give a GTZAN-layout folder <root>/<genre>/<file> or 'synthetic'"
+        )
     listing = list_collection(folder)
     genres = listing.genres
     if len(genres) < MIN_GENRES:

@@ -95,7 +95,9 @@ class BandStatisticsClassifier:
             and np.issubdtype(self.classes.dtype, np.integer)
             and len(self.classes) >= 2
             and all(0 <= value < self.n_genres for value in self.classes)
-            and all(np.issubdtype(array.dtype, np.floating) for array in (self.mean, self.scale, self.coef, self.intercept))
+            and all(
+                np.issubdtype(array.dtype, np.floating) for array in (self.mean, self.scale, self.coef, self.intercept)
+            )
         )
         if not consistent:
             raise ValueError(f"{path} is not a genreflow baseline: its arrays do not fit together")

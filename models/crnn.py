@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import BATCH_NORM_MOMENTUM, conv_block, softmax_head, spectrogram_input
+from genreflow.models.blocks import BATCH_NORM_MOMENTUM, conv_block, softmax_head, spectrogram_input
 
 FILTERS = (64, 128, 128, 128)
 POOLS = ((2, 2), (2, 4), (2, 4), (2, 4))

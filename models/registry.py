@@ -23,9 +23,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from genreflow.config import FeatureConfig
-from models.baseline import FILE_NAME as BASELINE_FILE
-from models.baseline import BandStatisticsClassifier
+from genreflow.core import FeatureConfig
+from genreflow.models import import_tensorflow
+from genreflow.models.baseline import FILE_NAME as BASELINE_FILE
+from genreflow.models.baseline import BandStatisticsClassifier
 
 KERAS_FILE = "model.keras"
 PICKLE_FILES = ("model.joblib", "model.pkl", "model.pickle")
@@ -62,6 +63,7 @@ class ModelSpec:
 
     def build(self, input_shape: tuple[int, int], n_genres: int) -> Any:
         """The untrained model for clips of `input_shape` (frames, mel bands)."""
+        import_tensorflow()  # before the builder's module imports Keras
         function: Builder = getattr(importlib.import_module(self.module), self.builder.partition(":")[2])
         return function(input_shape, n_genres)
 
@@ -69,10 +71,10 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("baseline", "models.baseline:build", "baseline", min_frames=1),
-        ModelSpec("cnn", "models.cnn:build", "CNN", min_frames=8),  # three time pools of 2
-        ModelSpec("rnn", "models.rnn:build", "RNN", min_frames=1),
-        ModelSpec("crnn", "models.crnn:build", "CRNN", min_frames=16),  # four time pools of 2
+        ModelSpec("baseline", "genreflow.models.baseline:build", "baseline", min_frames=1),
+        ModelSpec("cnn", "genreflow.models.cnn:build", "CNN", min_frames=8),  # three time pools of 2
+        ModelSpec("rnn", "genreflow.models.rnn:build", "RNN", min_frames=1),
+        ModelSpec("crnn", "genreflow.models.crnn:build", "CRNN", min_frames=16),  # four time pools of 2
     )
 }
 
@@ -106,7 +108,9 @@ def check_clip(model: str, clip_seconds: float, feature_config: FeatureConfig) -
     frames, shortest = feature_config.frames_for(clip_seconds), spec(model).min_frames
     if frames < shortest:
         seconds = shortest * feature_config.hop_length / feature_config.sample_rate
-        raise ValueError(f"a {clip_seconds:g} s clip is {frames} frame(s); {model} needs at least {shortest} ({seconds:.2f} s)")
+        raise ValueError(
+            f"a {clip_seconds:g} s clip is {frames} frame(s); {model} needs at least {shortest} ({seconds:.2f} s)"
+        )
     return frames
 
 
@@ -141,6 +145,7 @@ def load_model(directory: Path) -> Classifier:
     path = model_file(directory)
     if path.name == BASELINE_FILE:
         return BandStatisticsClassifier.load(path)
+    import_tensorflow()
     import keras  # deferred: the registry itself is read without TensorFlow
 
     return keras.models.load_model(path, safe_mode=True)

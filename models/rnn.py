@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import BATCH_NORM_MOMENTUM, softmax_head
+from genreflow.models.blocks import BATCH_NORM_MOMENTUM, softmax_head
 
 UNITS = 128
 LAYERS = 3

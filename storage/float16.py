@@ -1,8 +1,7 @@
 """float32 -> float16 as numpy casts it (round half to even), bit for bit, in whole-array integer steps.
 
 Why: the store keeps log-mels as float16, and numpy's cast converts one element at a time (its vector path
-needs F16C, above the x86-64 baseline numpy's wheels are built for). Measured here on a 30 s track's log-mel
-(1,293 x 128): 0.56-1.0 ms for numpy's cast, 0.24-0.28 ms for `to_float16`, of the ~15 ms a track costs.
+needs F16C, above the x86-64 baseline numpy's wheels are built for): a third of its CPU (docs/design.md).
 
 How: for a value whose float16 is a normal number, the float16 bits are the float32 bits with the exponent's
 bias moved from 127 to 15 and the mantissa rounded from 23 to 10 bits; rounding is an addition (0xFFF, plus the

@@ -12,10 +12,9 @@ import asyncio
 import json
 import secrets
 import time
-from collections import Counter
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal
@@ -31,9 +30,9 @@ from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 from zarr.storage import MemoryStore, StorePath
 
-from genreflow.config import FeatureConfig
-from storage.float16 import to_float16
-from storage.schema import (
+from genreflow.core import FeatureConfig
+from genreflow.storage.float16 import to_float16
+from genreflow.storage.schema import (
     BATCHES_GROUP,
     BLOSC_CNAME,
     BLOSC_LEVEL,
@@ -73,7 +72,7 @@ def absolute_location(location: str) -> str:
 
 def utc_now() -> str:
     """The time records are stamped with."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ---- the whole store ---------------------------------------------------------------------------------------
@@ -143,13 +142,13 @@ class Store:
     def collections(self) -> list[CollectionRecord]:
         """Every collection the store has seen, by folder; a record that does not parse is left out (verify
         names it)."""
-        return [record for record in self._collection_records() if isinstance(record, CollectionRecord)]
+        return [record for record in self.collection_records() if isinstance(record, CollectionRecord)]
 
     def collection(self, root: str) -> CollectionRecord | None:
         """The record of the folder `root`, if it was ever extracted into this store."""
         return next((record for record in self.collections() if record.root == root), None)
 
-    def _collection_records(self) -> list[CollectionRecord | tuple[str, str]]:
+    def collection_records(self) -> list[CollectionRecord | tuple[str, str]]:
         """Parsed records, or (node name, why it does not parse)."""
         if COLLECTIONS_GROUP not in self._root:
             return []
@@ -161,57 +160,10 @@ class Store:
                 records.append((name, f"collection record unreadable ({type(error).__name__}: {error})"))
         return records
 
-    # ---- summaries ---------------------------------------------------------------------------------
+    # ---- sizes -------------------------------------------------------------------------------------
     def bytes_on_disk(self) -> int:
         """Total size of every object in the store (files on disk, or objects in a bucket)."""
         return sync(_bytes_under(self._root.store, [""]))
-
-    def info(self) -> dict[str, Any]:
-        """The summary `genreflow store info` prints: feature sets, collections, size."""
-        feature_sets = [self.feature_set(config) for config in self.feature_configs()]
-        return {
-            "location": self.location,
-            "schema_version": SCHEMA_VERSION,
-            "feature_sets": [feature_set.info() for feature_set in feature_sets],
-            "collections": [_collection_info(record, feature_sets) for record in self.collections()],
-            "bytes_on_disk": self.bytes_on_disk(),
-        }
-
-    def compact(self, min_age_s: float, dry_run: bool = False) -> Compaction:
-        """`FeatureSet.compact` over every feature set, as one account."""
-        parts = [self.feature_set(config).compact(min_age_s, dry_run) for config in self.feature_configs()]
-        return Compaction(
-            removed=[batch for part in parts for batch in part.removed],
-            bytes_freed=sum(part.bytes_freed for part in parts),
-            too_young=sum(part.too_young for part in parts),
-            dry_run=dry_run,
-        )
-
-    def verify(self) -> list[Damage]:
-        """Everything in the store that cannot be trusted: collection records that do not parse, and each
-        feature set's damaged batches and tracks (every chunk of every complete track is read)."""
-        damage = [
-            Damage("collection", record[0], record[1])
-            for record in self._collection_records()
-            if not isinstance(record, CollectionRecord)
-        ]
-        for config in self.feature_configs():
-            damage += self.feature_set(config).verify()
-        return damage
-
-
-def _collection_info(record: CollectionRecord, feature_sets: Sequence[FeatureSet]) -> dict[str, Any]:
-    """A collection as `store info` shows it: its folder, tracks, genres and, per feature set, what is usable."""
-    return {
-        "root": record.root,
-        "recorded": record.recorded,
-        "tracks": len(record.tracks),
-        "genres": dict(sorted(Counter(track.genre for track in record.tracks).items())),
-        "feature_sets": {
-            feature_set.feature_config.identity(): feature_set.usable(record.tracks).summary()
-            for feature_set in feature_sets
-        },
-    }
 
 
 # ---- one feature set -----------------------------------------------------------------------------------------
@@ -296,16 +248,6 @@ def _superseded_batches(keys_of: dict[str, list[str]], newest: dict[str, StoredT
 
 
 @dataclass(frozen=True)
-class Compaction:
-    """What `FeatureSet.compact` removed (or, in a dry run, would remove), and what it left for later."""
-
-    removed: list[DeadBatch]
-    bytes_freed: int
-    too_young: int  # dead batches left because they died less than the minimum age ago
-    dry_run: bool
-
-
-@dataclass(frozen=True)
 class Usable:
     """A collection's tracks as one feature set has them: ready to train on, or why not."""
 
@@ -315,16 +257,6 @@ class Usable:
 
     def summary(self) -> dict[str, Any]:
         return {"ready": len(self.ready), "quarantined": len(self.quarantined), "missing": len(self.missing)}
-
-
-@dataclass(frozen=True)
-class Damage:
-    """Something in the store that cannot be trusted, in one line."""
-
-    kind: Literal["track", "batch", "collection"]
-    name: str  # the track's key, the batch's or the collection node's name
-    reason: str
-    feature_id: str | None = None  # the feature set it is in (None for a collection record)
 
 
 class FeatureSet:
@@ -381,24 +313,6 @@ class FeatureSet:
         group = self._sync_group[QUARANTINE_GROUP]
         for name in keys & set(group.group_keys()):
             del group[name]
-
-    def compact(self, min_age_s: float, dry_run: bool = False) -> Compaction:
-        """Delete batch arrays that died at least `min_age_s` ago: every row superseded by a newer copy, left
-        incomplete by a writer that stopped, or damaged beyond reading. Batches with any newest copy stay whole.
-
-        The age protects two others: a writer still filling a young batch, and a reader (a training run)
-        whose index predates the newer copies and still points at the old rows. A compaction killed midway
-        leaves only batches that are still dead, and can be run again.
-        """
-        now = time.time_ns()
-        dead = self._fresh_index().dead
-        due = [batch for batch in dead if now - batch.dead_since_ns >= min_age_s * 1e9]
-        prefix = self._sync_group.path
-        bytes_freed = sync(_bytes_under(self._sync_group.store, [f"{prefix}/{BATCHES_GROUP}/{b.name}" for b in due]))
-        if not dry_run and due:
-            sync(_gathered([self._delete_batch(batch.name) for batch in due]))
-            self._index = None
-        return Compaction(due, bytes_freed, len(dead) - len(due), dry_run)
 
     # ---- reading -------------------------------------------------------------------------------
     def tracks(self) -> list[TrackRecord]:
@@ -468,40 +382,22 @@ class FeatureSet:
         for first in range(0, len(stored), CHECK_WINDOW_TRACKS):
             window = stored[first : first + CHECK_WINDOW_TRACKS]
             reasons = sync(_gathered([_chunk_damage(track) for track in window]))
-            damage.update({track.record.key: reason for track, reason in zip(window, reasons) if reason})
+            damage.update({track.record.key: reason for track, reason in zip(window, reasons, strict=True) if reason})
         return damage
 
-    def verify(self) -> list[Damage]:
-        """Everything wrong with this feature set: batches whose metadata does not read, and complete tracks
-        whose frames do not read back whole (every chunk decoded, checksummed and present)."""
-        index = self._fresh_index()
-        feature_id = self.feature_config.identity()
-        damage = [Damage("batch", batch.name, batch.reason, feature_id) for batch in index.damaged]
-        for key in sorted(index.complete):
-            reason = self.check([key]).get(key)
-            if reason is None:
-                try:
-                    self.read(key)
-                except DamagedTrackError as error:
-                    reason = error.reason
-            if reason is not None:
-                damage.append(Damage("track", key, reason, feature_id))
-        return damage
+    def index(self) -> StoreIndex:
+        """What the batches hold now, read afresh (one listing, no chunk)."""
+        return self._fresh_index()
 
-    def info(self) -> dict[str, Any]:
-        """Counts for `store info`: tracks, audio, quarantine, incomplete and dead batches."""
-        index = self._fresh_index()
-        records = index.records()
-        return {
-            "feature_id": self.feature_config.identity(),
-            "feature_config": self.feature_config.to_dict(),
-            "tracks": len(records),
-            "audio_hours": round(sum(record.duration_s for record in records) / 3600, 4),
-            "quarantined": [{"key": q.key, "source": q.source, "reason": q.reason} for q in self.quarantined()],
-            "incomplete_tracks": len(index.incomplete),
-            "superseded_copies": index.superseded,
-            "damaged_batches": [{"name": batch.name, "reason": batch.reason} for batch in index.damaged],
-        }
+    def batch_bytes(self, names: Iterable[str]) -> int:
+        """Total size of the named batches' objects."""
+        prefix = f"{self._sync_group.path}/{BATCHES_GROUP}"
+        return sync(_bytes_under(self._sync_group.store, [f"{prefix}/{name}" for name in names]))
+
+    def delete_batches(self, names: Iterable[str]) -> None:
+        """Delete the named batch arrays whole (compaction decides which may go)."""
+        sync(_gathered([(self._group.store_path / BATCHES_GROUP / name).delete_dir() for name in names]))
+        self._index = None
 
     # ---- internals -----------------------------------------------------------------------------
     @property
@@ -548,9 +444,6 @@ class FeatureSet:
             self._batches = await _require_group(self._group, BATCHES_GROUP)
         return self._batches
 
-    async def _delete_batch(self, name: str) -> None:
-        await (self._group.store_path / BATCHES_GROUP / name).delete_dir()
-
     def _fresh_index(self) -> StoreIndex:
         """Read every batch's metadata now (one listing), and keep the result for single-track lookups."""
         self._index = StoreIndex.of(*sync(_read_batches(self._group.store_path / BATCHES_GROUP)))
@@ -580,7 +473,9 @@ async def _read_batches(batches: StorePath) -> tuple[list[zarr.Array], list[Dama
             metadata = ArrayV3Metadata.from_dict(json.loads(document.to_bytes()))
             _check_batch_attributes(metadata.attributes)
         except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
-            damaged.append(DamagedBatch(name, f"batch {name}: its metadata does not parse ({type(error).__name__}: {error})"))
+            damaged.append(
+                DamagedBatch(name, f"batch {name}: its metadata does not parse ({type(error).__name__}: {error})")
+            )
             continue
         arrays.append(zarr.Array(zarr.AsyncArray(metadata, batches / name)))
     return arrays, damaged
@@ -707,9 +602,7 @@ def _whole_chunk(piece: np.ndarray, chunk_shape: tuple[int, ...], fill_value: An
     return chunk
 
 
-async def _write_metadata(
-    node: StorePath, metadata: ArrayV3Metadata | GroupMetadata, if_absent: bool = False
-) -> None:
+async def _write_metadata(node: StorePath, metadata: ArrayV3Metadata | GroupMetadata, if_absent: bool = False) -> None:
     """Write a node's metadata document (zarr.json), or, `if_absent`, only where there is none yet."""
     [(key, document)] = metadata.to_buffer_dict(default_buffer_prototype()).items()
     await ((node / key).set_if_not_exists(document) if if_absent else (node / key).set(document))
@@ -728,7 +621,9 @@ def _batch_metadata(n_mels: int, dtype: str) -> ArrayV3Metadata:
         fill_value=np.nan,
         compressors=(
             BloscCodec(
-                cname=BLOSC_CNAME, clevel=BLOSC_LEVEL, shuffle=BloscShuffle.shuffle,
+                cname=BLOSC_CNAME,
+                clevel=BLOSC_LEVEL,
+                shuffle=BloscShuffle.shuffle,
                 blocksize=blosc_block_bytes(n_mels, np.dtype(dtype).itemsize),
             ),
             Crc32cCodec(),

@@ -16,8 +16,9 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from storage.store import Compaction, Damage, Store
-    from tasks.extract import ExtractionPlan, TrackOutcome
+    from genreflow.storage.maintenance import Compaction, Damage
+    from genreflow.storage.store import Store
+    from genreflow.tasks.features.extract import ExtractionPlan, TrackOutcome
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--dask-address", default=None, help="use this running Dask scheduler instead")
     extract.add_argument("--tracks-per-genre", type=int, default=20, help="synthetic collection size (default 20)")
     extract.add_argument("--synthetic-seed", type=int, default=0, help="synthetic collection seed (default 0)")
-    extract.add_argument("--synthetic-dir", default=None,
-                         help="folder to write the synthetic collection under (default: beside a local store)")
+    extract.add_argument(
+        "--synthetic-dir",
+        default=None,
+        help="folder to write the synthetic collection under (default: beside a local store)",
+    )
     extract.set_defaults(handler=run_extract)
 
     store = subparsers.add_parser("store", help="inspect, verify or compact a store")
@@ -62,9 +66,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "earlier is not disturbed.",
     )  # fmt: skip
     compact.add_argument("store", help="store path or fsspec URL")
-    compact.add_argument("--min-age", type=float, default=24.0, metavar="HOURS",
-                         help="leave batches that died less than this long ago (default %(default)g; 0 when "
-                         "nothing else uses the store)")
+    compact.add_argument(
+        "--min-age",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="leave batches that died less than this long ago (default %(default)g; 0 when "
+        "nothing else uses the store)",
+    )
     compact.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
     compact.add_argument("--json", action="store_true", help="print JSON instead of text")
     compact.set_defaults(handler=compact_store)
@@ -75,11 +84,11 @@ def run_extract(args: argparse.Namespace) -> int:
     could not be written."""
     from tqdm import tqdm
 
-    from genreflow.config import FeatureConfig
-    from storage.schema import CollectionTrack, StoreError
-    from storage.store import Store, absolute_location
-    from tasks.collection import default_synthetic_root, load_collection
-    from tasks.extract import ExtractionError, dask_client, extract_batch, plan_extraction
+    from genreflow.core import FeatureConfig
+    from genreflow.storage.schema import CollectionTrack, StoreError
+    from genreflow.storage.store import Store, absolute_location
+    from genreflow.tasks.collection.scan import default_synthetic_root, load_collection
+    from genreflow.tasks.features.extract import ExtractionError, dask_client, extract_batch, plan_extraction
 
     started = time.perf_counter()
     location = absolute_location(args.store)
@@ -113,12 +122,13 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def show_store_info(args: argparse.Namespace) -> int:
-    """Print `Store.info()`, as JSON or as text."""
-    from storage.schema import StoreError
-    from storage.store import Store, absolute_location
+    """Print `maintenance.describe`, as JSON or as text."""
+    from genreflow.storage.maintenance import describe
+    from genreflow.storage.schema import StoreError
+    from genreflow.storage.store import Store, absolute_location
 
     try:
-        info = Store.open(absolute_location(args.store)).info()
+        info = describe(Store.open(absolute_location(args.store)))
     except StoreError as error:
         return _fail(str(error))
     print(json.dumps(info, indent=2) if args.json else _describe_info(info))
@@ -127,19 +137,25 @@ def show_store_info(args: argparse.Namespace) -> int:
 
 def verify_store(args: argparse.Namespace) -> int:
     """Print every damaged thing in the store, naming tracks by their collections; 1 if there is any."""
-    from storage.schema import StoreError
-    from storage.store import Store, absolute_location
+    from genreflow.storage.maintenance import verify
+    from genreflow.storage.schema import StoreError
+    from genreflow.storage.store import Store, absolute_location
 
     try:
         store = Store.open(absolute_location(args.store))
-        damage = store.verify()
+        damage = verify(store)
     except StoreError as error:
         return _fail(str(error))
     rows = [_damage_row(entry, _names_by_key(store)) for entry in damage]
     if args.json:
         print(json.dumps({"location": store.location, "damaged": rows}, indent=2))
     else:
-        print("\n".join([f"{row['kind']} {row['name']}: {row['reason']}" for row in rows] or [f"{store.location}: no damage found"]))
+        print(
+            "\n".join(
+                [f"{row['kind']} {row['name']}: {row['reason']}" for row in rows]
+                or [f"{store.location}: no damage found"]
+            )
+        )
     return 1 if damage else 0
 
 
@@ -161,15 +177,16 @@ def _damage_row(entry: Damage, names: dict[str, list[str]]) -> dict[str, Any]:
 
 
 def compact_store(args: argparse.Namespace) -> int:
-    """Run `Store.compact` and say what went (or would go) and what was left for later."""
-    from storage.schema import StoreError
-    from storage.store import Store, absolute_location
+    """Run `maintenance.compact` and say what went (or would go) and what was left for later."""
+    from genreflow.storage.maintenance import compact
+    from genreflow.storage.schema import StoreError
+    from genreflow.storage.store import Store, absolute_location
 
     if args.min_age < 0:
         return _fail(f"--min-age must be 0 or more hours, got {args.min_age:g}")
     try:
         store = Store.open(absolute_location(args.store), writable=not args.dry_run)
-        compaction = store.compact(args.min_age * 3600, args.dry_run)
+        compaction = compact(store, args.min_age * 3600, args.dry_run)
     except StoreError as error:
         return _fail(str(error))
     if args.json:
@@ -232,9 +249,9 @@ def _describe_info(info: dict[str, Any]) -> str:
         lines += [
             f"feature set    {features['feature_id']}: {json.dumps(features['feature_config'])}",
             f"  tracks       {features['tracks']} ({features['audio_hours']:.2f} h of audio)",
-            f"  incomplete   {features['incomplete_tracks']} (an extraction stopped mid-write; the next one redoes them)",
-            f"  superseded   {features['superseded_copies']} (older copies of tracks extracted again: see store compact)",
-            f"  damaged      {len(features['damaged_batches'])} batch(es) whose metadata does not read (see store verify)",
+            f"  incomplete   {features['incomplete_tracks']} (a stopped extraction; the next one redoes them)",
+            f"  superseded   {features['superseded_copies']} (older copies of tracks extracted again: store compact)",
+            f"  damaged      {len(features['damaged_batches'])} batch(es) whose metadata does not read (store verify)",
             f"  quarantined  {len(features['quarantined'])}",
         ]
         lines += [f"    {entry['source']}: {entry['reason']}" for entry in features["quarantined"]]
@@ -244,7 +261,8 @@ def _describe_info(info: dict[str, Any]) -> str:
         lines.append(f"  tracks       {collection['tracks']} ({genres})")
         for feature_id, usable in collection["feature_sets"].items():
             lines.append(
-                f"  in {feature_id}: {usable['ready']} ready, {usable['quarantined']} quarantined, {usable['missing']} missing"
+                f"  in {feature_id}: {usable['ready']} ready, {usable['quarantined']} quarantined, "
+                f"{usable['missing']} missing"
             )
     return "\n".join(lines)
 

@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def rebuild_report(args: argparse.Namespace) -> int:
     """Build the report; a folder that cannot be reported on is a one-line error and exit status 1."""
-    from tasks.report import build_report
-    from tasks.report_stats import ReportInputError
+    from genreflow.tasks.report.build import build_report
+    from genreflow.tasks.report.statistics import ReportInputError
 
     try:
         markdown_path, html_path = build_report(args.run_dir)

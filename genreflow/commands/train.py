@@ -1,7 +1,7 @@
 """`genreflow train` (one cell: train, then evaluate on its test tracks) and `genreflow predict` (audio files).
 
-The same functions the flow calls (`tasks.train.train_cell`, `tasks.evaluate.evaluate_cell`), without
-Prefect. TensorFlow is imported only once a handler runs.
+The same functions the flow calls (`train_cell`, `evaluate_cell`, `predict_paths`), without Prefect. TensorFlow
+is imported only once a handler runs.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from genreflow.config import cell_name
-from models.registry import MODELS
+from genreflow.core import cell_name
+from genreflow.models.registry import MODELS
 
 TRAINING_OPTIONS = ("epochs", "patience", "batch_size", "learning_rate", "crops_per_track", "threads")
 
@@ -34,23 +34,34 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "uses it.",
     )  # fmt: skip
     train.add_argument("--store", required=True, help="store path or fsspec URL (see `genreflow extract`)")
-    train.add_argument("--data", default=None, metavar="FOLDER",
-                       help="the collection to learn from, as extracted into the store (default: the store's only one)")
+    train.add_argument(
+        "--data",
+        default=None,
+        metavar="FOLDER",
+        help="the collection to learn from, as extracted into the store (default: the store's only one)",
+    )
     train.add_argument("--model", required=True, help=f"one of {', '.join(MODELS)}")
     train.add_argument("--clip", type=float, required=True, metavar="SECONDS", help="clip length in seconds")
     train.add_argument("--seed", type=int, default=0, help="seed of the split, the crops and the weights (default 0)")
-    train.add_argument("--split", default="stratified",
-                       help="stratified (default), paper, fault-filtered or kfold:K")
-    train.add_argument("--out", default=None, metavar="MODEL_DIR",
-                       help="the model directory to write (default runs/models/<model>-<clip>s-seed<seed>)")
+    train.add_argument("--split", default="stratified", help="stratified (default), paper, fault-filtered or kfold:K")
+    train.add_argument(
+        "--out",
+        default=None,
+        metavar="MODEL_DIR",
+        help="the model directory to write (default runs/models/<model>-<clip>s-seed<seed>)",
+    )
     # Unset options fall through to train_cell's defaults (importing them here would import the store).
     train.add_argument("--epochs", type=int, help="most epochs (default 30)")
-    train.add_argument("--patience", type=int,
-                       help="epochs without a lower validation loss before stopping (default 10)")
+    train.add_argument(
+        "--patience", type=int, help="epochs without a lower validation loss before stopping (default 10)"
+    )
     train.add_argument("--batch-size", type=int, help="clips per batch (default 32)")
     train.add_argument("--learning-rate", type=float, help="Adam's learning rate (default 0.001)")
-    train.add_argument("--crops-per-track", type=int,
-                       help="random crops per training track per epoch (default: as many clips as the track holds)")
+    train.add_argument(
+        "--crops-per-track",
+        type=int,
+        help="random crops per training track per epoch (default: as many clips as the track holds)",
+    )
     train.add_argument("--threads", type=int, help="TensorFlow threads (default: TensorFlow's choice, every core)")
     train.set_defaults(handler=run_train)
 
@@ -70,11 +81,11 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train, evaluate, print where the model is and how it did."""
-    from genreflow.config import FeatureConfig
-    from storage.schema import StoreError
-    from storage.store import absolute_location
-    from tasks.evaluate import evaluate_cell
-    from tasks.train import TrainingData, train_cell
+    from genreflow.core import FeatureConfig
+    from genreflow.storage.schema import StoreError
+    from genreflow.storage.store import absolute_location
+    from genreflow.tasks.evaluation.evaluate import evaluate_cell
+    from genreflow.tasks.training.train import TrainingData, train_cell
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model_dir = Path(args.out or Path("runs") / "models" / cell_name(args.model, args.clip, args.seed))
@@ -92,7 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Predict every file; per-file errors go to stderr (or into the JSON) and make the exit status 1."""
-    from tasks.predict import predict_paths
+    from genreflow.tasks.evaluation.predict import predict_paths
 
     try:
         output = predict_paths(args.model_dir, args.paths)

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from genreflow.cli import main
-from genreflow.config import FeatureConfig
-from storage.schema import BATCHES_GROUP, FEATURES_GROUP, SCHEMA_VERSION, TrackRecord
-from storage.store import FeatureSet, Store
-from tasks.extract import dask_client
-from tasks.synthetic import GENRES, write_synthetic_collection
+from genreflow.core import FeatureConfig
+from genreflow.storage.maintenance import describe_feature_set
+from genreflow.storage.schema import BATCHES_GROUP, FEATURES_GROUP, SCHEMA_VERSION, TrackRecord
+from genreflow.storage.store import FeatureSet
+from genreflow.tasks.collection.synthetic import GENRES, write_synthetic_collection
+from genreflow.tasks.features.extract import dask_client
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,9 @@ def test_store_info_prints_text_and_json(capsys, scheduler: str, short_tracks: P
     assert features["quarantined"][0]["reason"].startswith("not an audio file")
     [collection] = info["collections"]
     assert collection["root"] == str(short_tracks.resolve()) and collection["tracks"] == len(GENRES) + 1
-    assert collection["feature_sets"] == {features["feature_id"]: {"ready": len(GENRES), "quarantined": 1, "missing": 0}}
+    assert collection["feature_sets"] == {
+        features["feature_id"]: {"ready": len(GENRES), "quarantined": 1, "missing": 0}
+    }
     assert info["schema_version"] == SCHEMA_VERSION and info["bytes_on_disk"] > 0
 
 
@@ -116,7 +119,7 @@ def test_store_compact_says_what_it_removes_and_what_it_leaves(capsys, tmp_path:
     assert "removed 0 batch array(s)" in young and "left 1 that died less than 24 h ago" in young
     assert [entry["reason"] for entry in dry_run["removed"]] == ["superseded"] and dry_run["dry_run"] is True
     assert compacted.startswith("removed 1 batch array(s) (1 superseded, 0 incomplete, 0 damaged)")
-    assert FeatureSet.open(location, FeatureConfig(n_mels=8)).info()["superseded_copies"] == 0
+    assert describe_feature_set(FeatureSet.open(location, FeatureConfig(n_mels=8)))["superseded_copies"] == 0
 
 
 def test_synthetic_data_is_written_beside_the_store_on_a_local_cluster(capsys, tmp_path: Path):
@@ -128,8 +131,19 @@ def test_synthetic_data_is_written_beside_the_store_on_a_local_cluster(capsys, t
 
 
 def test_synthetic_dir_puts_the_collection_elsewhere(capsys, scheduler: str, tmp_path: Path):
-    code, _, _ = extract(capsys, "--store", str(tmp_path / "store.zarr"), "--synthetic-dir", str(tmp_path / "audio"),
-                         "--tracks-per-genre", "1", "--synthetic-seed", "3", "--dask-address", scheduler)
+    code, _, _ = extract(
+        capsys,
+        "--store",
+        str(tmp_path / "store.zarr"),
+        "--synthetic-dir",
+        str(tmp_path / "audio"),
+        "--tracks-per-genre",
+        "1",
+        "--synthetic-seed",
+        "3",
+        "--dask-address",
+        scheduler,
+    )
 
     assert code == 0
     assert (tmp_path / "audio" / "synthetic-seed3-n1" / "synthetic-manifest.json").exists()

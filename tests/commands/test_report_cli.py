@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from genreflow.cli import main
+from tests.support.paths import FIXTURES
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "report"
+FIXTURE = FIXTURES / "report"
 
 
 @pytest.fixture

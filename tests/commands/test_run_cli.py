@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import as_unprivileged
 from tests.support.music import tiny_collection
+from tests.support.paths import REPO_ROOT
+from tests.support.processes import as_unprivileged
 
-REPO = Path(__file__).resolve().parents[2]
 RUN = """
 import sys
 from genreflow.cli import main
@@ -26,8 +26,12 @@ sys.exit(code)
 def run(*arguments: str, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-c", RUN, "run", *arguments]
     return subprocess.run(
-        as_unprivileged(command) if unprivileged else command, capture_output=True, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+        as_unprivileged(command) if unprivileged else command,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=120,
     )
 
 
@@ -44,20 +48,27 @@ def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def locations(tmp_path: Path) -> list[str]:
-    return ["--store", str(tmp_path / "store.zarr"), "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]
+    return [
+        "--store",
+        str(tmp_path / "store.zarr"),
+        "--out",
+        str(tmp_path / "runs"),
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         (["--data", "/no/such/folder"], "--data /no/such/folder: no such folder"),
-        (["--clips", "0.01"], "a 0.01 s clip is 0 frame(s); baseline needs at least 1"),
-        (["--clips", "inf"], "a clip length must be a positive, finite number of seconds, got inf"),
-        (["--clips", "nan"], "a clip length must be a positive, finite number of seconds, got nan"),
+        (["--clip-seconds", "0.01"], "a 0.01 s clip is 0 frame(s); baseline needs at least 1"),
+        (["--clip-seconds", "inf"], "a clip length must be a positive, finite number of seconds, got inf"),
+        (["--clip-seconds", "nan"], "a clip length must be a positive, finite number of seconds, got nan"),
         (["--models", "cnn", "resnet"], "unknown model(s) resnet; choose from baseline, cnn, rnn, crnn"),
         (["--split", "half"], "unknown split 'half'"),
         (["--seeds", "-1"], "seeds must be non-negative integers"),
-        (["--tracks-per-genre", "0"], "tracks_per_genre must be at least 1"),
+        (["--tracks-per-genre", "0"], "--tracks-per-genre: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_options_are_one_line_before_prefect_starts(options: list[str], message: str, tmp_path: Path) -> None:
@@ -74,12 +85,15 @@ def test_one_genre_is_refused_naming_what_was_found(music: Path, tmp_path: Path)
 
     assert_refused(
         run("--data", str(one), *locations(tmp_path)),
-        f"needs audio files in at least 2 genre folders; found {genre.name} (3) (ignored 1: notes: genre folder without audio files)",
+        f"needs audio files in at least 2 genre folders; found {genre.name} (3) "
+        "(ignored 1: notes: genre folder without audio files)",
     )
 
 
 def test_a_split_the_collection_is_too_small_for_is_refused(music: Path, tmp_path: Path) -> None:
-    assert_refused(run("--data", str(music), "--split", "kfold:20", *locations(tmp_path)), "kfold:20 needs at least 20 tracks")
+    assert_refused(
+        run("--data", str(music), "--split", "kfold:20", *locations(tmp_path)), "kfold:20 needs at least 20 tracks"
+    )
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and not Path("/usr/bin/setpriv").exists(), reason="root ignores permissions")

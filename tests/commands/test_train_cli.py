@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from genreflow.cli import main
-from genreflow.config import FeatureConfig
-from tests.models.stores import synthetic_audio_store, write_tiny_store
+from genreflow.core import FeatureConfig
+from tests.support.stores import synthetic_audio_store, write_tiny_store
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,9 @@ def test_train_prints_the_accuracy_and_the_model_directory(
     assert f"model directory: {(tmp_path / 'model').resolve()}" in printed
 
 
-def test_train_asks_which_collection_when_the_store_holds_several(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_asks_which_collection_when_the_store_holds_several(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = tmp_path / "store.zarr"
     write_tiny_store(store, root="/music/one")
     write_tiny_store(store, seed=1, root="/music/two")
@@ -71,7 +73,9 @@ def test_train_asks_which_collection_when_the_store_holds_several(tmp_path: Path
 def test_train_refuses_bad_options_with_a_clear_error(
     options: list[str], message: str, collection: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["train", "--store", collection[1], "--clip", "1", "--out", str(tmp_path), *options]) == 1  # the last --clip counts
+    assert (
+        main(["train", "--store", collection[1], "--clip", "1", "--out", str(tmp_path), *options]) == 1
+    )  # the last --clip counts
     assert message in capsys.readouterr().err
 
 
@@ -88,7 +92,9 @@ def test_predict_prints_genre_and_probabilities_per_file_and_the_accuracy(
     assert unmarked == sorted(str(collection[0] / track_id) for track_id in tested)  # a training track has its *
     assert lines[18].startswith("track-level accuracy ") and lines[18].endswith("over 18 labelled files")
     assert lines[19].startswith(f"model trained on {collection[0].resolve()} (data version ")
-    assert lines[20].startswith(f"note: {18 - len(tested)} of these files were among the model's training tracks (marked *)")
+    assert lines[20].startswith(
+        f"note: {18 - len(tested)} of these files were among the model's training tracks (marked *)"
+    )
 
 
 def test_predict_json_reports_bad_files_and_exits_1(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments import nightly
+from genreflow.deployments import nightly
 from tests.support.prefect_server import PrefectServer, client_pointed_at
 from tests.support.processes import free_port
 
@@ -14,7 +14,7 @@ from tests.support.processes import free_port
 def nightly_options(tmp_path: Path, *extra: str) -> list[str]:
     return [
         "--store", str(tmp_path / "store.zarr"), "--out", "relative/out", "--cache", "s3://bucket/cache",
-        "--models", "baseline", "cnn", "--clips", "1", "5", "--timezone", "Europe/Paris", *extra,
+        "--models", "baseline", "cnn", "--clip-seconds", "1", "5", "--timezone", "Europe/Paris", *extra,
     ]  # fmt: skip
 
 
@@ -33,7 +33,17 @@ def test_help_explains_the_flow_options_and_the_schedule(capsys: pytest.CaptureF
 
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    for option in ("--data", "--store", "--out", "--cache", "--models", "--clips", "--seeds", "--cron", "--timezone"):
+    for option in (
+        "--data",
+        "--store",
+        "--out",
+        "--cache",
+        "--models",
+        "--clip-seconds",
+        "--seeds",
+        "--cron",
+        "--timezone",
+    ):
         assert option in help_text
 
 
@@ -72,7 +82,11 @@ def test_parameters_are_the_flows_with_absolute_local_paths(on_server: PrefectSe
     [(["--data", "/no/such/music"], "/no/such/music"), (["--timezone", "Mars/Olympus"], "Mars/Olympus")],
 )
 def test_bad_options_are_refused_before_anything_is_registered(
-    on_server: PrefectServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], bad_option: list[str], named_in_error: str
+    on_server: PrefectServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    bad_option: list[str],
+    named_in_error: str,
 ) -> None:
     assert nightly.main(nightly_options(tmp_path, *bad_option)) == 2
     assert named_in_error in capsys.readouterr().err

@@ -15,8 +15,9 @@ from uuid import UUID
 
 import pytest
 
-from deployments import nightly
+from genreflow.deployments import nightly
 from tests.support.music import TRACK_COUNT, tiny_collection
+from tests.support.paths import REPO_ROOT
 from tests.support.prefect_server import PrefectServer, client_pointed_at
 from tests.support.processes import venv_script
 
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
     from prefect.client.schemas.responses import DeploymentResponse
 
-REPO_ROOT = Path(nightly.__file__).resolve().parents[1]
-TINY_GRID = ["--models", "baseline", "--clips", "1", "--epochs", "1", "--workers", "1"]
+TINY_GRID = ["--models", "baseline", "--clip-seconds", "1", "--epochs", "1", "--workers", "1"]
 REPORT_ARTIFACT = "genreflow-report"
 # Where to keep the UI screenshot (the README's docs/ui-run.png is made by setting this); else a temp folder.
 SCREENSHOT_TARGET = os.environ.get("GENREFLOW_UI_SCREENSHOT")
@@ -57,7 +57,16 @@ def run_logged(command: list[str], server: PrefectServer, log: Path, timeout: fl
 
 def run_worker_once(server: PrefectServer, log: Path) -> None:
     """`make worker`, polling once: takes the runs it may (the pool allows one) and waits for them to finish."""
-    command = [venv_script("prefect"), "worker", "start", "--pool", nightly.WORK_POOL, "--type", "process", "--run-once"]
+    command = [
+        venv_script("prefect"),
+        "worker",
+        "start",
+        "--pool",
+        nightly.WORK_POOL,
+        "--type",
+        "process",
+        "--run-once",
+    ]
     run_logged(command, server, log, timeout=300)
 
 
@@ -77,7 +86,7 @@ def manual_run(server: PrefectServer, name: str, log: Path) -> UUID:
 
 @pytest.fixture(scope="module")
 def nightly_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> NightlyRuns:
-    """Deploy with `python -m deployments.nightly`, trigger two runs (API, then CLI), run a worker twice."""
+    """Deploy with `python -m genreflow.deployments.nightly`, trigger two runs (API, then CLI), run a worker twice."""
     from prefect import get_client
     from prefect.deployments import run_deployment
 
@@ -85,7 +94,7 @@ def nightly_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
     music = tiny_collection(work / "music")
     locations = ["--data", str(music), "--store", str(work / "store.zarr"), "--out", str(work / "out"),
                  "--cache", str(work / "cache")]  # fmt: skip
-    deploy = [sys.executable, "-m", "deployments.nightly", *TINY_GRID, *locations]
+    deploy = [sys.executable, "-m", "genreflow.deployments.nightly", *TINY_GRID, *locations]
     run_logged(deploy, prefect_server, work / "deploy.log", timeout=180)
 
     name = f"genreflow/{nightly.DEPLOYMENT_NAME}"
@@ -193,4 +202,3 @@ def open_tab(browser, label: str) -> None:
 
     tabs = browser.find_elements(By.CSS_SELECTOR, "li.p-tab, button[role=tab]")
     next(tab for tab in tabs if tab.text.strip().startswith(label)).click()
-

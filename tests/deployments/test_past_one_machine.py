@@ -27,7 +27,7 @@ def cluster_with_bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
 
 def run_flow(address: str, music: Path, out: Path) -> dict[str, Any]:
-    from flows.pipeline import genreflow_flow
+    from genreflow.flows.pipeline import genreflow_flow
 
     return genreflow_flow(
         data=str(music), store=STORE, cache=CACHE, out=str(out), dask_address=address,

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flows.pipeline import genreflow_flow
-from models.registry import ModelSpec, register, spec
+from genreflow.flows.pipeline import genreflow_flow
+from genreflow.models.registry import ModelSpec, register, spec
 
 FAULT_ENV = "GENREFLOW_TEST_FAULT_FILE"
 

@@ -11,11 +11,12 @@ from prefect import flow, get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.runtime import flow_run
 
-from flows.artifacts import REPORT_KEY, REPORT_LINK_KEY, RESULTS_KEY, publish_report_artifacts
-from tasks.report import build_report
-from tasks.report_stats import ReportInputError
+from genreflow.flows.artifacts import REPORT_KEY, REPORT_LINK_KEY, RESULTS_KEY, publish_report_artifacts
+from genreflow.tasks.report.build import build_report
+from genreflow.tasks.report.statistics import ReportInputError
+from tests.support.paths import FIXTURES
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "report"
+FIXTURE = FIXTURES / "report"
 
 
 @flow(name="publish-report-test")
@@ -42,7 +43,12 @@ def test_report_artifacts_appear_on_the_flow_run(prefect_api: str, tmp_path: Pat
     markdown = artifacts[REPORT_KEY].data
     assert "Paper CNN" in markdown and "](plots/" not in markdown and "Figure (in report.html" in markdown
     rows = json.loads(artifacts[RESULTS_KEY].data)
-    assert {(row["model"], row["clip_seconds"]) for row in rows} >= {("cnn", 30.0), ("rnn", 1.0), ("baseline", 5.0), ("crnn", 30.0)}
+    assert {(row["model"], row["clip_seconds"]) for row in rows} >= {
+        ("cnn", 30.0),
+        ("rnn", 1.0),
+        ("baseline", 5.0),
+        ("crnn", 30.0),
+    }
     assert artifacts[REPORT_LINK_KEY].data == f"[{html_path.resolve()}]({html_path.resolve().as_uri()})"
 
 

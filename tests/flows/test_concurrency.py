@@ -11,19 +11,22 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.support.music import TRACK_COUNT, tiny_collection
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO_ROOT
 
 
 def test_two_runs_at_once_share_the_work_and_never_do_it_twice(prefect_api: str, tmp_path: Path) -> None:
     music = tiny_collection(tmp_path / "music")
     common = ["--data", str(music), "--store", str(tmp_path / "store.zarr"), "--cache", str(tmp_path / "cache"),
-              "--models", "baseline", "--clips", "1", "2", "--epochs", "1", "--workers", "1"]  # fmt: skip
-    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+              "--models", "baseline", "--clip-seconds", "1", "2", "--epochs", "1", "--workers", "1"]  # fmt: skip
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     runs = [
         subprocess.Popen(
             [sys.executable, "-m", "genreflow.cli", "run", *common, "--out", str(tmp_path / name)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for name in ("first", "second")
     ]

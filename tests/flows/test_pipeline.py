@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from genreflow.config import FeatureConfig
-from storage.store import FeatureSet, Store
-from tasks.synthetic import write_synthetic_collection
+from genreflow.core import FeatureConfig
+from genreflow.storage.store import FeatureSet, Store
+from genreflow.tasks.collection.synthetic import write_synthetic_collection
+from tests.support.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TRACKS_PER_GENRE = 3
 FAULT_ENV = "GENREFLOW_TEST_FAULT_FILE"
 FAULTY_ENTRYPOINT = f"{Path(__file__).with_name('faulty_entry.py')}:genreflow_flow"
@@ -36,7 +36,7 @@ def faulty_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     """The flow with the `faulty` model registered (for this test only), and its fault switched on."""
     from prefect.flows import load_flow_from_entrypoint
 
-    from models.registry import MODELS
+    from genreflow.models.registry import MODELS
 
     fault = tmp_path / "fault"
     fault.touch()
@@ -89,7 +89,8 @@ def task_run_states(flow_run_id: str, expected: set[str], timeout_s: float = 90.
     while True:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), sort=TaskRunSort.EXPECTED_START_TIME_ASC
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
             )
         states = {run.name: run.state.name for run in runs if run.state is not None and run.state.is_final()}
         if expected <= set(states) or time.monotonic() > deadline:
@@ -104,8 +105,10 @@ def flow_run_state(flow_run_id: str) -> str:
         return client.read_flow_run(flow_run_id).state.type.value
 
 
-def test_full_tiny_run_completes_with_every_cell(prefect_api: str, synthetic_folder: Path, run_paths: dict[str, str]) -> None:
-    from flows.pipeline import genreflow_flow
+def test_full_tiny_run_completes_with_every_cell(
+    prefect_api: str, synthetic_folder: Path, run_paths: dict[str, str]
+) -> None:
+    from genreflow.flows.pipeline import genreflow_flow
 
     models = ["baseline", "cnn", "rnn", "crnn"]
     summary = genreflow_flow(**tiny_grid(synthetic_folder, run_paths, models, clip_seconds=[1.0, 2.0]))
@@ -115,7 +118,9 @@ def test_full_tiny_run_completes_with_every_cell(prefect_api: str, synthetic_fol
     run_dir = Path(summary["run_dir"])
     assert run_dir == latest_run(run_paths) and run_dir.parent == Path(run_paths["out"]).resolve()
     assert run_dir.name == summary["flow_run_name"] and run_dir.name.startswith(f"{synthetic_folder.name}-")
-    assert {(cell["model"], cell["clip_seconds"]) for cell in summary["cells"]} == {(m, c) for m in models for c in (1.0, 2.0)}
+    assert {(cell["model"], cell["clip_seconds"]) for cell in summary["cells"]} == {
+        (m, c) for m in models for c in (1.0, 2.0)
+    }
     assert all(cell["status"] == "trained" and 0.0 <= cell["track_accuracy"] <= 1.0 for cell in summary["cells"])
     results = json.loads((run_dir / "results.json").read_text())["cells"]
     assert len(results) == 8
@@ -157,7 +162,11 @@ def test_prefect_flow_run_retry_reexecutes_only_the_failed_cell(
 
     retry = subprocess.run(
         [sys.executable, "-m", "prefect", "flow-run", "retry", flow_run_id, "--entrypoint", FAULTY_ENTRYPOINT],
-        cwd=REPO_ROOT, env=_subprocess_env(prefect_api), capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT,
+        env=_subprocess_env(prefect_api),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert retry.returncode == 0, retry.stdout + retry.stderr
     assert flow_run_state(flow_run_id) == "COMPLETED"
@@ -171,7 +180,7 @@ def test_sigkill_during_training_then_rerun_reuses_finished_cells(
 ) -> None:
     command = [
         sys.executable, "-m", "genreflow.cli", "run", "--data", str(synthetic_folder), "--models", "baseline", "cnn",
-        "--clips", "1", "--epochs", "2", "--crops-per-track", "2", "--workers", "2",
+        "--clip-seconds", "1", "--epochs", "2", "--crops-per-track", "2", "--workers", "2",
         "--store", run_paths["store"], "--out", run_paths["out"], "--cache", run_paths["cache"],
     ]  # fmt: skip
     killed = subprocess.Popen(
@@ -183,7 +192,9 @@ def test_sigkill_during_training_then_rerun_reuses_finished_cells(
     killed.wait(timeout=60)
     assert run_folders(run_paths) == []
 
-    rerun = subprocess.run(command, cwd=REPO_ROOT, env=_subprocess_env(prefect_api), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(
+        command, cwd=REPO_ROOT, env=_subprocess_env(prefect_api), capture_output=True, text=True, timeout=600
+    )
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert statuses(read_summary(run_paths)) == {"baseline": "reused", "cnn": "trained"}
     assert "reused" in rerun.stdout and "trained" in rerun.stdout
@@ -195,7 +206,7 @@ def test_sigkill_during_training_then_rerun_reuses_finished_cells(
 def test_new_track_invalidates_training_and_unchanged_data_reuses_it(
     prefect_api: str, synthetic_folder: Path, run_paths: dict[str, str], tmp_path: Path
 ) -> None:
-    from flows.pipeline import genreflow_flow
+    from genreflow.flows.pipeline import genreflow_flow
 
     data = tmp_path / "collection"
     shutil.copytree(synthetic_folder, data)
@@ -226,7 +237,7 @@ def test_new_track_invalidates_training_and_unchanged_data_reuses_it(
 def test_a_run_learns_from_exactly_its_collection_whatever_else_the_store_holds(
     prefect_api: str, synthetic_folder: Path, run_paths: dict[str, str], tmp_path: Path
 ) -> None:
-    from flows.pipeline import genreflow_flow
+    from genreflow.flows.pipeline import genreflow_flow
 
     other = tmp_path / "other"  # two genres of another collection, under names the first one also uses
     for genre in sorted(path.name for path in synthetic_folder.iterdir() if path.is_dir())[:2]:
@@ -243,7 +254,10 @@ def test_a_run_learns_from_exactly_its_collection_whatever_else_the_store_holds(
     assert result["collection"] == str(other.resolve())
     run_record = json.loads((Path(summary["run_dir"]) / "run.json").read_text())
     assert run_record["data"]["collection"] == str(other.resolve()) and run_record["data"]["tracks"] == 6
-    assert {record.root for record in Store.open(run_paths["store"]).collections()} == {str(synthetic_folder.resolve()), str(other.resolve())}
+    assert {record.root for record in Store.open(run_paths["store"]).collections()} == {
+        str(synthetic_folder.resolve()),
+        str(other.resolve()),
+    }
 
 
 def _subprocess_env(api_url: str) -> dict[str, str]:

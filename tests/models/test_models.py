@@ -13,8 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from models.baseline import band_summary
-from models.registry import MODELS, build_model, load_model, model_file, model_names, save_model, spec
+from genreflow.models.baseline import band_summary
+from genreflow.models.registry import MODELS, build_model, load_model, model_file, model_names, save_model, spec
 
 N_MELS = 128
 GENRES = 4
@@ -26,14 +26,19 @@ def clips(n: int, frames: int, seed: int = 0) -> np.ndarray:
 
 def test_the_registry_names_the_four_models_of_the_issue() -> None:
     assert model_names() == ("baseline", "cnn", "rnn", "crnn")
-    assert {name: MODELS[name].module for name in model_names()} == {name: f"models.{name}" for name in model_names()}
+    assert {name: MODELS[name].module for name in model_names()} == {
+        name: f"genreflow.models.{name}" for name in model_names()
+    }
     assert [MODELS[name].display_name for name in model_names()] == ["baseline", "CNN", "RNN", "CRNN"]
 
 
 @pytest.mark.parametrize("name", ["cnn", "rnn", "crnn"])
 def test_each_network_takes_its_shortest_clip_and_no_shorter(name: str) -> None:
     shortest = spec(name).min_frames
-    assert np.asarray(build_model(name, (shortest, N_MELS), GENRES).predict_on_batch(clips(2, shortest))).shape == (2, GENRES)
+    assert np.asarray(build_model(name, (shortest, N_MELS), GENRES).predict_on_batch(clips(2, shortest))).shape == (
+        2,
+        GENRES,
+    )
     if shortest > 1:
         with pytest.raises(ValueError):
             build_model(name, (shortest - 1, N_MELS), GENRES).predict_on_batch(clips(2, shortest - 1))
@@ -101,7 +106,9 @@ def test_the_baseline_predicts_what_scikit_learn_fitted_without_keeping_it(tmp_p
 
     probabilities = load_model(tmp_path).predict_on_batch(clips(5, 20, seed=4))
 
-    np.testing.assert_allclose(probabilities[:, :3], reference.predict_proba(band_summary(clips(5, 20, seed=4))), atol=1e-6)
+    np.testing.assert_allclose(
+        probabilities[:, :3], reference.predict_proba(band_summary(clips(5, 20, seed=4))), atol=1e-6
+    )
     assert (tmp_path / "baseline.npz").is_file() and not list(tmp_path.glob("*.joblib"))
 
 

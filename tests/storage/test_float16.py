@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storage.float16 import to_float16
+from genreflow.storage.float16 import to_float16
 
 
 def assert_same_bits_as_numpy(values: np.ndarray) -> None:

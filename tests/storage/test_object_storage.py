@@ -10,9 +10,10 @@ import fsspec
 import numpy as np
 import pytest
 
-from genreflow.config import FeatureConfig
-from storage.schema import CollectionTrack, QuarantineRecord, StoreError, TrackRecord
-from storage.store import FeatureSet, Store
+from genreflow.core import FeatureConfig
+from genreflow.storage.maintenance import compact_feature_set, describe, verify
+from genreflow.storage.schema import CollectionTrack, QuarantineRecord, StoreError, TrackRecord
+from genreflow.storage.store import FeatureSet, Store
 from tests.support.object_store import s3_bucket_in_environment
 
 CONFIG = FeatureConfig(n_mels=16)
@@ -60,7 +61,9 @@ def fill(location: str) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("location_fixture", ["s3_location", "memory_location"])
-def test_a_store_on_object_storage_reads_back_what_was_written(location_fixture: str, request: pytest.FixtureRequest) -> None:
+def test_a_store_on_object_storage_reads_back_what_was_written(
+    location_fixture: str, request: pytest.FixtureRequest
+) -> None:
     location = request.getfixturevalue(location_fixture)
     written = fill(location)
 
@@ -73,11 +76,13 @@ def test_a_store_on_object_storage_reads_back_what_was_written(location_fixture:
     assert [record.reason for record in reopened.quarantined()] == ["cannot decode"]
     assert reopened.check(written) == {}
     assert Store.open(location).collection("/music").tracks == tuple(TRACKS)
-    assert Store.open(location).verify() == []
-    assert Store.open(location).info()["bytes_on_disk"] > 0
+    assert verify(Store.open(location)) == []
+    assert describe(Store.open(location))["bytes_on_disk"] > 0
 
 
-def test_the_data_version_does_not_depend_on_where_the_store_lives(s3_location: str, memory_location: str, tmp_path: Path) -> None:
+def test_the_data_version_does_not_depend_on_where_the_store_lives(
+    s3_location: str, memory_location: str, tmp_path: Path
+) -> None:
     """Cache keys hold the data version, so moving a store to a bucket must not invalidate trained models."""
     versions = set()
     for location in (s3_location, memory_location, str(tmp_path / "store.zarr")):
@@ -121,10 +126,12 @@ def test_compacting_a_store_in_the_bucket_deletes_the_superseded_batch_objects(s
     newer = fake_features(50, seed=3)
     store = Store.open(s3_location, writable=True).feature_set(CONFIG)
     store.write_tracks([(track_record("b", 50), newer)])
-    store.write_tracks([(track_record("b", 50), newer + 1.0)])  # the batch before is now dead: its one row is superseded
+    store.write_tracks(
+        [(track_record("b", 50), newer + 1.0)]
+    )  # the batch before is now dead: its one row is superseded
     before = set(s3fs.S3FileSystem(skip_instance_cache=True).find(s3_location))
 
-    compaction = store.compact(min_age_s=0)
+    compaction = compact_feature_set(store, min_age_s=0)
 
     after = set(s3fs.S3FileSystem(skip_instance_cache=True).find(s3_location))
     [dead] = compaction.removed

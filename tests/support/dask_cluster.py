@@ -13,12 +13,31 @@ from tests.support.processes import background_process, free_port, venv_script
 def running_dask_cluster(log_dir: Path, n_workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start a scheduler and `n_workers` single-threaded workers; yield the scheduler's address."""
     address = f"tcp://127.0.0.1:{free_port()}"
-    scheduler = [venv_script("dask"), "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                 "--no-dashboard"]
-    worker = [venv_script("dask"), "worker", address, "--nworkers", str(n_workers), "--nthreads", "1",
-              "--no-dashboard", "--local-directory", str(log_dir / "dask-worker-space")]
+    scheduler = [
+        venv_script("dask"),
+        "scheduler",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        address.rsplit(":", 1)[1],
+        "--no-dashboard",
+    ]
+    worker = [
+        venv_script("dask"),
+        "worker",
+        address,
+        "--nworkers",
+        str(n_workers),
+        "--nthreads",
+        "1",
+        "--no-dashboard",
+        "--local-directory",
+        str(log_dir / "dask-worker-space"),
+    ]
     with ExitStack() as stack:
-        stack.enter_context(background_process(scheduler, log_dir / "scheduler.log", lambda: workers_at(address) >= 0, env))
+        stack.enter_context(
+            background_process(scheduler, log_dir / "scheduler.log", lambda: workers_at(address) >= 0, env)
+        )
         stack.enter_context(
             background_process(worker, log_dir / "worker.log", lambda: workers_at(address) >= n_workers, env)
         )

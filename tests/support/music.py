@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.synthetic import GENRES, write_synthetic_collection
+from genreflow.tasks.collection.synthetic import GENRES, write_synthetic_collection
 
 TRACKS_PER_GENRE = 3  # the fewest that a stratified train/validation/test split accepts
 TRACK_COUNT = TRACKS_PER_GENRE * len(GENRES)

@@ -59,7 +59,12 @@ def data_folder() -> Iterator[Path]:
 
 
 def accepts_connections(binaries: Path, port: int) -> bool:
-    return subprocess.run([str(binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            [str(binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,19 @@ class PostgresDatabase:
 
     def query(self, sql: str) -> list[str]:
         """Values of a one-column query, read with psql: what is really in the database."""
-        command = [str(self.binaries / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", self.name, "-tAc", sql]
+        command = [
+            str(self.binaries / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            self.name,
+            "-tAc",
+            sql,
+        ]
         return subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()
 
 
@@ -89,9 +106,28 @@ def running_postgres(log_dir: Path, binaries: Path, name: str = "prefect") -> It
     with data_folder() as data:
         initdb = [str(binaries / "initdb"), "-D", str(data), "-U", database.user, "--auth=trust"]
         subprocess.run(as_database_owner(initdb), check=True, capture_output=True)
-        server = [str(binaries / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(database.port), "-k", str(data)]
+        server = [
+            str(binaries / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(database.port),
+            "-k",
+            str(data),
+        ]
         ready = partial(accepts_connections, binaries, database.port)
         with background_process(as_database_owner(server), log_dir / "postgres.log", ready):
-            createdb = [str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(database.port), "-U", database.user, name]
+            createdb = [
+                str(binaries / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(database.port),
+                "-U",
+                database.user,
+                name,
+            ]
             subprocess.run(createdb, check=True, capture_output=True)
             yield database

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -72,7 +73,9 @@ def wait_until_ready(
     deadline = time.monotonic() + startup_seconds
     while not ready():
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before it was ready:\n{log_tail(log_path)}")
+            raise RuntimeError(
+                f"{process.args[0]} exited with {process.returncode} before it was ready:\n{log_tail(log_path)}"
+            )
         if time.monotonic() > deadline:
             raise RuntimeError(f"{process.args[0]} not ready after {startup_seconds:.0f} s:\n{log_tail(log_path)}")
         time.sleep(0.25)
@@ -90,10 +93,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
     """Signal the process group that `background_process` made for this process (its id is the process's)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 # Root reads and lists anything whatever the permission bits say; without these two capabilities it obeys them.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.provenance import REPO_ROOT, collect_environment, git_commit, git_dirty
+from genreflow.tasks.provenance import REPO_ROOT, collect_environment, git_commit, git_dirty
 
 FAKE_GPUS = ("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3")
 
@@ -20,15 +20,19 @@ def environment_in_subprocess(path_prefix: Path | None = None, import_tensorflow
     """collect_environment() in a fresh interpreter, with the TensorFlow modules loaded afterwards and before."""
     script = (
         ("import tensorflow\n" if import_tensorflow else "")
-        + "import json, sys\nfrom tasks.provenance import collect_environment\n"
+        + "import json, sys\nfrom genreflow.tasks.provenance import collect_environment\n"
         "environment = collect_environment()\n"
-        "tf_gpus = [d.name for d in sys.modules['tensorflow'].config.list_physical_devices('GPU')] if 'tensorflow' in sys.modules else None\n"
-        "print(json.dumps({'environment': environment, 'tensorflow_loaded': 'tensorflow' in sys.modules, 'tf_gpus': tf_gpus}))\n"
+        "loaded = 'tensorflow' in sys.modules\n"
+        "config = sys.modules['tensorflow'].config if loaded else None\n"
+        "tf_gpus = [d.name for d in config.list_physical_devices('GPU')] if loaded else None\n"
+        "print(json.dumps({'environment': environment, 'tensorflow_loaded': loaded, 'tf_gpus': tf_gpus}))\n"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     if path_prefix is not None:
         env["PATH"] = f"{path_prefix}{os.pathsep}{env['PATH']}"
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True, timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True, timeout=300
+    )
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -53,7 +57,9 @@ def test_environment_has_the_contract_keys_and_real_versions() -> None:
 
 def test_git_commit_is_the_checkouts_head_and_none_elsewhere(tmp_path: Path) -> None:
     if (REPO_ROOT / ".git").exists():
-        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         assert git_commit(REPO_ROOT) == head and re.fullmatch(r"[0-9a-f]{40}", head)
         assert isinstance(git_dirty(REPO_ROOT), bool)
     assert git_commit(tmp_path) is None and git_dirty(tmp_path) is None

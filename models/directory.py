@@ -1,0 +1,125 @@
+"""A trained cell's model directory: its file names, `cell.json` and how a fold's model is loaded.
+
+    cell.json            what was trained on what: model, clip length and frames, seed, split, genres,
+                         feature configuration and id, the collection's folder, its tracks (id, genre,
+                         key) and data version, the excluded tracks, store, settings, number of folds.
+                         Written last: a directory without it is an interrupted training.
+    fold-<k>/            one per training: only fold-0 for stratified / paper / fault-filtered, K of them
+                         for kfold:K (fold k tests the k-th fold's tracks and trains on the others)
+        model.keras      (baseline.npz for the baseline)
+        normalisation.json   per-band mean and std of this fold's training tracks
+        fold.json        this fold's train / valid / test track ids, epochs run, seconds, Keras history
+    result.json          written by the evaluation
+
+Everything in it is data: JSON, a Keras file loaded in safe mode, arrays read without pickle (models.registry).
+Training writes it; evaluation and prediction read it, and need nothing of training to do so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genreflow.core import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_MEMORY_CAP_MB,
+    DEFAULT_PATIENCE,
+    FeatureConfig,
+)
+from genreflow.models.normalisation import BandNormaliser
+from genreflow.models.registry import Classifier, load_model
+from genreflow.storage.schema import CollectionTrack
+
+CELL_FILE = "cell.json"
+FOLD_FILE = "fold.json"
+NORMALISATION_FILE = "normalisation.json"
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How a cell trains; each epoch takes as many random crops of a track as it holds clips, at most
+    `crops_per_track` (None: no cap)."""
+
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    patience: int = DEFAULT_PATIENCE
+    crops_per_track: int | None = None
+    memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB
+
+    def check(self) -> None:
+        """Refuse settings that cannot train, naming the setting."""
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not (self.learning_rate > 0 and self.memory_cap_mb > 0):
+            raise ValueError(f"learning_rate and memory_cap_mb must be positive, got {self}")
+        if self.crops_per_track is not None and self.crops_per_track < 1:
+            raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
+
+
+@dataclass(frozen=True)
+class CellInfo:
+    """The contents of cell.json: everything evaluation and prediction need besides the fold folders."""
+
+    model: str
+    clip_seconds: float
+    clip_frames: int
+    seed: int
+    split: str
+    genres: list[str]
+    feature_config: FeatureConfig
+    data_version: str
+    store: str
+    collection: str
+    tracks: list[CollectionTrack]
+    excluded: dict[str, str]  # track id -> why it was not trained or tested on
+    folds: int
+    settings: TrainingSettings = field(default_factory=TrainingSettings)
+
+    def save(self, model_dir: Path) -> None:
+        values = asdict(self)
+        values["feature_id"] = self.feature_config.identity()
+        values["tracks"] = [track.to_json() for track in self.tracks]
+        write_json(model_dir / CELL_FILE, values)
+
+    @classmethod
+    def load(cls, model_dir: Path) -> CellInfo:
+        path = Path(model_dir) / CELL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{model_dir} is not a trained genreflow model (no {CELL_FILE}; was training interrupted?)"
+            )
+        values = json.loads(path.read_text())
+        values.pop("feature_id")
+        values["feature_config"] = FeatureConfig.from_dict(values["feature_config"])
+        values["settings"] = TrainingSettings(**values["settings"])
+        values["tracks"] = [CollectionTrack.from_json(track) for track in values["tracks"]]
+        return cls(**values)
+
+    def tracks_by_id(self, track_ids: Sequence[str]) -> list[CollectionTrack]:
+        """The cell's tracks of the given ids, in that order."""
+        by_id = {track.track_id: track for track in self.tracks}
+        return [by_id[track_id] for track_id in track_ids]
+
+
+def fold_dir(model_dir: Path, fold: int) -> Path:
+    return Path(model_dir) / f"fold-{fold}"
+
+
+def load_member(directory: Path) -> tuple[Classifier, BandNormaliser]:
+    """One fold's model and the normalisation it was trained with."""
+    return load_model(directory), BandNormaliser.load(directory / NORMALISATION_FILE)
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Through a temporary name, so that a reader never sees half a file (the model directory's JSON files)."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(content, indent=1))
+    partial.replace(path)

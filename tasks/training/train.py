@@ -1,0 +1,326 @@
+"""Training one cell (model, clip length, seed, split) into a model directory that prediction can use alone.
+
+A cell learns from exactly the tracks it is given (`TrainingData`: a collection's usable tracks, keyed by
+content), never from whatever else the store holds. Tracks shorter than the clip are left out and listed
+(`excluded` in cell.json and the result); damaged or missing features stop the cell with their names.
+
+The model directory (`out_dir` of `train_cell`):
+
+    cell.json            what was trained on what: model, clip length and frames, seed, split, genres,
+                         feature configuration and id, the collection's folder, its tracks (id, genre,
+                         key) and data version, the excluded tracks, store, settings, number of folds.
+                         Written last: a directory without it is an interrupted training.
+    fold-<k>/            one per training: only fold-0 for stratified / paper / fault-filtered, K of them
+                         for kfold:K (fold k tests the k-th fold's tracks and trains on the others)
+        model.keras      (baseline.npz for the baseline)
+        normalisation.json   per-band mean and std of this fold's training tracks
+        fold.json        this fold's train / valid / test track ids, epochs run, seconds, Keras history
+    result.json          written by `genreflow.tasks.evaluation.evaluate.evaluate_cell`
+
+Prediction averages the softmax of every fold's model: for kfold:K an ensemble of the K models, each
+trained on about (K-1)/K of the tracks; for the other splits simply the one model.
+
+Determinism: Keras' seed (`keras.utils.set_random_seed`) is set before each model is built, TensorFlow's op
+determinism is switched on, and every random crop comes from `numpy.random.default_rng([seed, fold,
+epoch])`; the same seed on the same machine and thread count gives the same model. TensorFlow fixes its
+thread pools on first use, so `threads` takes effect only in a process that has not run TensorFlow yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from genreflow.core import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_MEMORY_CAP_MB,
+    DEFAULT_PATIENCE,
+    FeatureConfig,
+)
+from genreflow.models import import_tensorflow
+from genreflow.models.directory import (
+    CELL_FILE,
+    FOLD_FILE,
+    NORMALISATION_FILE,
+    RESULT_FILE,
+    CellInfo,
+    TrainingSettings,
+    fold_dir,
+    write_json,
+)
+from genreflow.models.registry import build_model, check_clip, is_keras, save_model
+from genreflow.storage.schema import CollectionTrack, StoreError, data_version
+from genreflow.storage.store import FeatureSet, Store
+from genreflow.tasks.features.audio import SHORT_TOLERANCE_S
+from genreflow.tasks.training.dataset import (
+    Batch,
+    ClipStream,
+    LabelledTrack,
+    clip_count,
+    epoch_batches,
+    evaluation_plan,
+    fit_band_normaliser,
+    labelled_tracks,
+    to_tf_dataset,
+    training_clip_count,
+)
+from genreflow.tasks.training.splits import MIN_GENRES, Fold, make_folds
+
+logger = logging.getLogger(__name__)
+
+HISTORY_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Exactly what a cell learns from: the store, the features and one collection's usable tracks."""
+
+    store: str
+    feature_config: FeatureConfig
+    collection: str  # the collection's folder
+    tracks: tuple[CollectionTrack, ...]
+
+    @property
+    def data_version(self) -> str:
+        return data_version(self.feature_config.identity(), self.tracks)
+
+    @classmethod
+    def from_store(cls, location: str, feature_config: FeatureConfig, collection: str | None = None) -> TrainingData:
+        """The usable tracks of a collection the store has recorded: the one named by its folder, or the
+        store's only one. Tracks quarantined or never extracted are left out (extraction reported them)."""
+        store = Store.open(location)
+        record = store.collection(collection) if collection else None
+        known = [known.root for known in store.collections()]
+        if collection and record is None:
+            raise StoreError(f"{location} has no collection {collection}; it knows {known or 'none'}")
+        if record is None and len(known) != 1:
+            raise StoreError(
+                f"{location} holds {len(known)} collections ({', '.join(known) or 'none'}): name one with --data"
+                if known
+                else f"{location} holds no collection: extract one into it first (genreflow extract)"
+            )
+        record = record or store.collections()[0]
+        ready = store.feature_set(feature_config).usable(record.tracks).ready
+        return cls(location, feature_config, record.root, tuple(ready))
+
+
+def split_by_length(
+    tracks: Sequence[LabelledTrack], clip_frames: int, feature_config: FeatureConfig
+) -> tuple[list[LabelledTrack], dict[str, str]]:
+    """Tracks long enough for a clip (up to `SHORT_TOLERANCE_S` short: mirrored at the end), and why the
+    others are excluded."""
+    shortest = clip_frames - feature_config.frames_for(SHORT_TOLERANCE_S)
+    kept = [track for track in tracks if track.n_frames >= shortest]
+    seconds = clip_frames * feature_config.hop_length / feature_config.sample_rate
+    excluded = {
+        track.track_id: f"shorter than the clip ({track.n_frames} frames < {clip_frames}, {seconds:.2f} s)"
+        for track in tracks
+        if track.n_frames < shortest
+    }
+    return kept, excluded
+
+
+def train_cell(
+    data: TrainingData,
+    model: str,
+    clip_seconds: float,
+    seed: int,
+    split: str,
+    out_dir: str | Path,
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    threads: int | None = None,
+    patience: int = DEFAULT_PATIENCE,
+    crops_per_track: int | None = None,
+    memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB,
+) -> Path:
+    """Train `model` on `clip_seconds` clips of `data`'s tracks into `out_dir` (the model directory)."""
+    settings = TrainingSettings(epochs, batch_size, learning_rate, patience, crops_per_track, memory_cap_mb)
+    settings.check()
+    clip_frames = check_clip(model, clip_seconds, data.feature_config)
+    store = FeatureSet.open(data.store, data.feature_config)
+    stored = labelled_tracks(store, data.tracks)
+    usable, excluded = split_by_length(stored, clip_frames, data.feature_config)
+    _check_trainable(stored, usable, clip_seconds, data)
+    for track_id, reason in excluded.items():
+        logger.warning("%s %gs: %s is left out: %s", model, clip_seconds, track_id, reason)
+    configure_tensorflow(threads)
+    folds = make_folds({track.track_id: track.genre for track in usable}, split, seed)
+    cell = CellInfo(
+        model=model,
+        clip_seconds=float(clip_seconds),
+        clip_frames=clip_frames,
+        seed=seed,
+        split=split,
+        genres=sorted({track.genre for track in usable}),
+        feature_config=data.feature_config,
+        data_version=data.data_version,
+        store=data.store,
+        collection=data.collection,
+        tracks=list(data.tracks),
+        excluded=excluded,
+        folds=len(folds),
+        settings=settings,
+    )
+    model_dir = _fresh_model_dir(Path(out_dir))
+    by_id = {track.track_id: track for track in usable}
+    for index, fold in enumerate(folds):
+        _train_fold(cell, store, by_id, fold, index, fold_dir(model_dir, index))
+    cell.save(model_dir)
+    return model_dir
+
+
+def _check_trainable(
+    stored: Sequence[LabelledTrack], usable: Sequence[LabelledTrack], clip_seconds: float, data: TrainingData
+) -> None:
+    """Refuse data a classifier cannot honestly learn from: no track long enough, or one genre only."""
+    if not stored:
+        raise ValueError(f"no tracks to train on in {data.collection}")
+    if not usable:
+        config = data.feature_config
+        longest = max(track.n_frames for track in stored) * config.hop_length / config.sample_rate
+        raise ValueError(
+            f"every track of {data.collection} is shorter than a {clip_seconds:g} s clip (the longest lasts "
+            f"{longest:.1f} s); choose a shorter clip"
+        )
+    genres = sorted({track.genre for track in usable})
+    if len(genres) < MIN_GENRES:
+        raise ValueError(
+            f"{data.collection} has {len(genres)} genre ({', '.join(genres)}) with tracks of at least "
+            f"{clip_seconds:g} s; a genre classifier needs at least {MIN_GENRES}"
+        )
+
+
+def configure_tensorflow(threads: int | None) -> None:
+    """Deterministic ops, and `threads` for TensorFlow's pools if it has not started them yet."""
+    tf = import_tensorflow()
+    tf.config.experimental.enable_op_determinism()
+    if not threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already running; its pools keep the size they were started with
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != threads:
+            logger.warning("TensorFlow already runs with %s threads; %d requested", current or "default", threads)
+
+
+def _fresh_model_dir(model_dir: Path) -> Path:
+    """`model_dir`, emptied of an earlier training's files (and only of those)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [model_dir / CELL_FILE, model_dir / RESULT_FILE]:
+        stale.unlink(missing_ok=True)
+    for stale_fold in model_dir.glob("fold-*"):
+        shutil.rmtree(stale_fold)
+    return model_dir
+
+
+def _train_fold(
+    cell: CellInfo, store: FeatureSet, by_id: dict[str, LabelledTrack], fold: Fold, index: int, directory: Path
+) -> None:
+    """Fit the normalisation and the model on one fold's training tracks; save both with the fold's facts."""
+    started = time.perf_counter()
+    directory.mkdir(parents=True)
+    normaliser = fit_band_normaliser(store, [by_id[track_id].key for track_id in fold.train])
+    normaliser.save(directory / NORMALISATION_FILE)
+    model = _fresh_model(cell)
+    stream = ClipStream(store, cell.clip_frames, normaliser, cell.settings.batch_size, cell.settings.memory_cap_mb)
+    tracks = FoldTracks(
+        train=[by_id[track_id] for track_id in fold.train],
+        valid=[by_id[track_id] for track_id in fold.valid],
+        genre_index={genre: position for position, genre in enumerate(cell.genres)},
+        seed=(cell.seed, index),
+    )
+    logger.info("%s fold %d: %d training, %d validation tracks", cell.model, index, len(fold.train), len(fold.valid))
+    history = _fit(model, stream, tracks, cell.settings)
+    save_model(model, directory)
+    facts = {
+        "fold": index,
+        **asdict(fold),
+        "epochs_run": max(1, len(history["loss"])),  # the baseline makes one pass over its crops
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "history": history,
+    }
+    write_json(directory / FOLD_FILE, facts)
+
+
+@dataclass(frozen=True)
+class FoldTracks:
+    """One fold's training and validation tracks, the genre numbering, and the seed of its random crops."""
+
+    train: list[LabelledTrack]
+    valid: list[LabelledTrack]
+    genre_index: dict[str, int]
+    seed: tuple[int, int]
+
+
+def _fresh_model(cell: CellInfo) -> Any:
+    """The cell's untrained model, with Keras' random state reset to the cell's seed."""
+    import keras
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(cell.seed)
+    return build_model(cell.model, (cell.clip_frames, cell.feature_config.n_mels), len(cell.genres))
+
+
+def _fit(model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings) -> dict[str, list[float]]:
+    """Train; returns the per-epoch history (empty lists for the baseline, which is not trained in epochs)."""
+    training = epoch_batches(stream, tracks.train, tracks.genre_index, settings.crops_per_track, tracks.seed)
+    if not is_keras(model):
+        model.fit_batches(training())
+        return {name: [] for name in HISTORY_KEYS}
+    return _fit_keras(model, stream, training, tracks, settings)
+
+
+def _fit_keras(
+    model: Any,
+    stream: ClipStream,
+    training: Callable[[], Iterator[Batch]],
+    tracks: FoldTracks,
+    settings: TrainingSettings,
+) -> dict[str, list[float]]:
+    """Adam on sparse cross-entropy; early stopping on the validation loss, keeping the best weights."""
+    import keras
+
+    train_clips = training_clip_count(tracks.train, stream.clip_frames, settings.crops_per_track)
+    valid_plan = evaluation_plan(tracks.valid, tracks.genre_index, stream.clip_frames)
+    train_data = to_tf_dataset(training, stream, stream.batch_count(train_clips))
+    valid_data = to_tf_dataset(lambda: stream.batches(valid_plan), stream, stream.batch_count(clip_count(valid_plan)))
+    compile_for_training(model, settings.learning_rate)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
+        keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch),
+    ]
+    fitted = model.fit(
+        train_data, validation_data=valid_data, epochs=settings.epochs, callbacks=callbacks, shuffle=False, verbose=0
+    )
+    return {name: [float(value) for value in fitted.history.get(name, [])] for name in HISTORY_KEYS}
+
+
+def compile_for_training(model: Any, learning_rate: float) -> None:
+    """Adam on sparse cross-entropy with an accuracy metric, every variable the train step updates made now.
+
+    Keras makes the optimizer's slots and a metric named by string ("accuracy") inside the train step's first
+    trace; a tf.function that creates variables is traced a second time, and tracing is most of a short
+    training's cost (a short CRNN cell: 16 s -> 10 s, docs/design.md). What is trained does not change.
+    """
+    import keras
+
+    accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")  # what "accuracy" resolves to here
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=[accuracy]
+    )
+    model.optimizer.build(model.trainable_variables)
+
+
+def _log_epoch(epoch: int, logs: dict[str, float] | None) -> None:
+    logger.info("epoch %d: %s", epoch + 1, {name: round(float(value), 4) for name, value in (logs or {}).items()})

@@ -1,0 +1,210 @@
+"""Training a cell on real Zarr stores with real TensorFlow: what the model directory holds, and that it learns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genreflow.core import FeatureConfig
+from genreflow.models.registry import build_model, load_model, model_names
+from genreflow.storage.schema import StoreError
+from genreflow.storage.store import FeatureSet
+from genreflow.tasks.evaluation.evaluate import evaluate_cell
+from genreflow.tasks.training.dataset import BandNormaliser, fit_band_normaliser
+from genreflow.tasks.training.train import CellInfo, TrainingData, compile_for_training, fold_dir, train_cell
+from tests.support.stores import synthetic_audio_store, write_tiny_store
+
+CLIP_SECONDS = 0.5  # 22 frames: the CRNN's four pools need 16
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> TrainingData:
+    return write_tiny_store(tmp_path_factory.mktemp("train") / "store.zarr", genres=3, tracks_per_genre=4)
+
+
+def fixed_clips(frames: int = 22) -> np.ndarray:
+    return np.random.default_rng(9).normal(size=(6, frames, 128)).astype(np.float32)
+
+
+def keys_of(data: TrainingData, track_ids: list[str]) -> list[str]:
+    by_id = {track.track_id: track.key for track in data.tracks}
+    return [by_id[track_id] for track_id in track_ids]
+
+
+@pytest.mark.parametrize("model", model_names())
+def test_each_model_trains_into_a_self_contained_model_directory(
+    model: str, tiny_store: TrainingData, tmp_path: Path
+) -> None:
+    model_dir = train_cell(tiny_store, model, CLIP_SECONDS, 0, "stratified", tmp_path / "cell", epochs=1)
+    assert model_dir == tmp_path / "cell"
+    cell = CellInfo.load(model_dir)
+    assert (cell.model, cell.clip_frames, cell.genres, cell.folds) == (model, 22, ["g0", "g1", "g2"], 1)
+    assert cell.feature_config == tiny_store.feature_config
+    assert (cell.data_version, cell.collection) == (tiny_store.data_version, tiny_store.collection)
+    assert cell.tracks == list(tiny_store.tracks) and cell.excluded == {}
+    fold = json.loads((fold_dir(model_dir, 0) / "fold.json").read_text())
+    assert (len(fold["train"]), len(fold["valid"]), len(fold["test"])) == (6, 3, 3)
+    assert fold["epochs_run"] == 1
+    assert len(fold["history"]["loss"]) == (0 if model == "baseline" else 1)
+    assert np.asarray(load_model(fold_dir(model_dir, 0)).predict_on_batch(fixed_clips())).shape == (6, 3)
+
+
+def test_training_traces_the_train_step_once() -> None:
+    # A variable made inside the first trace (an optimizer slot, a metric's counter) makes TensorFlow trace the
+    # step again, which costs seconds per cell.
+    model = build_model("cnn", (22, 128), 3)
+    compile_for_training(model, 1e-3)
+    traced = []
+    step = model.train_step
+
+    def counted_step(data: object) -> object:
+        traced.append(data)
+        return step(data)
+
+    model.train_step = counted_step
+    history = model.fit(fixed_clips(), np.array([0, 1, 2, 0, 1, 2]), batch_size=3, epochs=2, verbose=0)
+    assert len(traced) == 1
+    assert sorted(history.history) == ["accuracy", "loss"] and len(history.history["accuracy"]) == 2
+
+
+def test_normalisation_comes_from_each_folds_training_tracks_only(tiny_store: TrainingData, tmp_path: Path) -> None:
+    model_dir = train_cell(tiny_store, "baseline", CLIP_SECONDS, 0, "kfold:2", tmp_path / "cell")
+    store = FeatureSet.open(tiny_store.store, tiny_store.feature_config)
+    everything = fit_band_normaliser(store, [track.key for track in tiny_store.tracks])
+    for index in range(2):
+        fold = json.loads((fold_dir(model_dir, index) / "fold.json").read_text())
+        saved = BandNormaliser.load(fold_dir(model_dir, index) / "normalisation.json")
+        np.testing.assert_allclose(
+            saved.mean, fit_band_normaliser(store, keys_of(tiny_store, fold["train"])).mean, rtol=1e-6
+        )
+        assert not np.allclose(saved.mean, everything.mean)
+    folds = [json.loads((fold_dir(model_dir, index) / "fold.json").read_text()) for index in range(2)]
+    tested = [track for fold in folds for track in fold["test"]]
+    assert sorted(tested) == [track.track_id for track in tiny_store.tracks]
+
+
+def test_the_same_seed_trains_the_same_model_and_another_seed_does_not(
+    tiny_store: TrainingData, tmp_path: Path
+) -> None:
+    def trained_output(seed: int, name: str) -> np.ndarray:
+        model_dir = train_cell(tiny_store, "cnn", CLIP_SECONDS, seed, "stratified", tmp_path / name, epochs=1)
+        return np.asarray(load_model(fold_dir(model_dir, 0)).predict_on_batch(fixed_clips()))
+
+    first = trained_output(0, "a")
+    np.testing.assert_allclose(trained_output(0, "b"), first, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(trained_output(1, "c"), first, atol=1e-3)
+
+
+def test_retraining_into_a_model_directory_replaces_the_earlier_training(
+    tiny_store: TrainingData, tmp_path: Path
+) -> None:
+    train_cell(tiny_store, "baseline", CLIP_SECONDS, 0, "kfold:3", tmp_path / "cell")
+    (tmp_path / "cell" / "result.json").write_text("{}")
+    train_cell(tiny_store, "baseline", CLIP_SECONDS, 0, "stratified", tmp_path / "cell")
+    assert sorted(path.name for path in (tmp_path / "cell").iterdir()) == ["cell.json", "fold-0"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"model": "resnet"}, "unknown model 'resnet'"),
+        ({"split": "random"}, "unknown split 'random'"),
+        ({"clip_seconds": 0}, "positive, finite number of seconds, got 0"),
+        ({"clip_seconds": float("inf")}, "positive, finite number of seconds, got inf"),
+        ({"clip_seconds": float("nan")}, "positive, finite number of seconds, got nan"),
+        ({"clip_seconds": 0.01}, "a 0.01 s clip is 0 frame\\(s\\); cnn needs at least 8 \\(0.19 s\\)"),
+        ({"model": "crnn", "clip_seconds": 0.3}, "crnn needs at least 16"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(
+    arguments: dict[str, object], message: str, tiny_store: TrainingData, tmp_path: Path
+) -> None:
+    call = {"data": tiny_store, "model": "cnn", "clip_seconds": 1.0, "seed": 0, "split": "stratified",
+            "out_dir": tmp_path / "cell", **arguments}  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        train_cell(**call)
+    assert not (tmp_path / "cell").exists()
+
+
+def test_a_missing_store_or_a_store_without_these_tracks_is_named(tiny_store: TrainingData, tmp_path: Path) -> None:
+    elsewhere = TrainingData(str(tmp_path / "nowhere.zarr"), tiny_store.feature_config, "/music", tiny_store.tracks)
+    with pytest.raises(StoreError, match="no genreflow store"):
+        train_cell(elsewhere, "cnn", 1.0, 0, "stratified", tmp_path / "cell")
+    FeatureSet.create_or_open(str(tmp_path / "empty.zarr"), FeatureConfig())
+    empty = TrainingData(str(tmp_path / "empty.zarr"), tiny_store.feature_config, "/music", tiny_store.tracks)
+    with pytest.raises(StoreError, match="empty.zarr lacks 12 of the tracks asked for"):
+        train_cell(empty, "cnn", 1.0, 0, "stratified", tmp_path / "cell")
+
+
+def test_a_cell_learns_from_its_collection_only_whatever_else_the_store_holds(tmp_path: Path) -> None:
+    location = tmp_path / "store.zarr"
+    ours = write_tiny_store(location, genres=3, tracks_per_genre=4, root="/music/ours")
+    write_tiny_store(location, genres=5, tracks_per_genre=4, seed=1, root="/music/theirs")  # same names, other content
+
+    model_dir = train_cell(ours, "baseline", CLIP_SECONDS, 0, "stratified", tmp_path / "cell")
+
+    cell = CellInfo.load(model_dir)
+    assert (cell.collection, cell.genres, len(cell.tracks)) == ("/music/ours", ["g0", "g1", "g2"], 12)
+    assert (
+        cell.data_version
+        == ours.data_version
+        == TrainingData.from_store(str(location), ours.feature_config, "/music/ours").data_version
+    )
+    result = evaluate_cell(model_dir, str(location))
+    assert (result["n_tracks"]["test"], result["collection"]) == (3, "/music/ours")
+    with pytest.raises(StoreError, match="holds 2 collections .*name one with --data"):
+        TrainingData.from_store(str(location), ours.feature_config)
+
+
+def test_tracks_shorter_than_the_clip_are_left_out_and_listed(tmp_path: Path) -> None:
+    long = write_tiny_store(tmp_path / "store.zarr", genres=3, tracks_per_genre=4, n_frames=130, root="/music/long")
+    short = write_tiny_store(
+        tmp_path / "store.zarr", genres=3, tracks_per_genre=1, n_frames=30, seed=2, root="/music/short"
+    )
+    short_ids = {f"{track.track_id}-short" for track in short.tracks}
+    renamed = tuple(type(track)(f"{track.track_id}-short", track.genre, track.key) for track in short.tracks)
+    mixed = TrainingData(long.store, long.feature_config, "/music/mixed", long.tracks + renamed)
+
+    model_dir = train_cell(mixed, "baseline", 2.0, 0, "stratified", tmp_path / "cell")  # 86 frames
+
+    cell = CellInfo.load(model_dir)
+    assert set(cell.excluded) == short_ids
+    assert all(reason.startswith("shorter than the clip (") for reason in cell.excluded.values())
+    assert evaluate_cell(model_dir, long.store)["excluded"] == cell.excluded
+    with pytest.raises(
+        ValueError, match="every track of /music/short is shorter than a 5 s clip \\(the longest lasts 0.7 s\\)"
+    ):
+        train_cell(short, "baseline", 5.0, 0, "stratified", tmp_path / "other")
+
+
+def test_one_genre_is_not_a_classification_problem(tmp_path: Path) -> None:
+    one = write_tiny_store(tmp_path / "store.zarr", genres=1, tracks_per_genre=6)
+    with pytest.raises(ValueError, match="has 1 genre \\(g0\\).*needs at least 2"):
+        train_cell(one, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / "cell")
+
+
+def test_damaged_tracks_are_refused_by_name_never_trained_on(tmp_path: Path) -> None:
+    data = write_tiny_store(tmp_path / "store.zarr", genres=3, tracks_per_genre=4)
+    next((tmp_path / "store.zarr").rglob("c.5.0.0")).unlink()  # the sixth track's chunk: it would read as NaN
+
+    with pytest.raises(
+        StoreError, match=f"damaged copies of 1 track.*{data.tracks[5].track_id} \\(batch .*c.5.0.0 is missing"
+    ):
+        train_cell(data, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / "cell")
+    assert not (tmp_path / "cell" / "cell.json").exists()
+
+
+def test_the_cnn_learns_the_synthetic_collection_clearly_above_chance(tmp_path: Path) -> None:
+    # Real WAVs through the extraction code; 64 bands at a 1024 hop keep the budget small on two cores.
+    config = FeatureConfig(n_mels=64, n_fft=2048, hop_length=1024)
+    _, data = synthetic_audio_store(tmp_path, tracks_per_genre=16, seconds=3.0, config=config)
+    model_dir = train_cell(data, "cnn", 1.0, 0, "stratified", tmp_path / "cell", epochs=6, batch_size=16)
+    result = evaluate_cell(model_dir, data.store)
+    chance = 1 / len(result["genres"])
+    assert result["n_tracks"]["test"] == 18
+    assert result["metrics"]["track"]["accuracy"] >= 2.5 * chance
+    assert result["metrics"]["clip"]["accuracy"] >= 2 * chance

@@ -1,0 +1,48 @@
+"""A run's parameters are declared once (genreflow/parameters.py): the command line, the flow's signature, the
+Prefect UI's form and the nightly deployment's options all come from that one declaration."""
+
+from __future__ import annotations
+
+import argparse
+
+from genreflow.parameters import FIELDS, RunParameters, add_run_options, default_of, parameters_from
+
+
+def test_the_flow_takes_exactly_the_declared_parameters_with_their_defaults_and_descriptions() -> None:
+    from genreflow.flows.pipeline import genreflow_flow
+
+    schema = genreflow_flow.parameters.model_dump()
+    properties = schema["properties"]
+    assert list(properties) == list(FIELDS)
+    for name, field in FIELDS.items():
+        assert properties[name]["description"] == field.description, name
+        assert properties[name].get("default") == default_of(name), name
+    assert properties["models"]["items"]["enum"] == ["baseline", "cnn", "rnn", "crnn"]  # the UI offers choices
+    assert "kfold" in properties["split"]["pattern"]
+    assert schema["required"] == []
+
+
+def test_the_command_line_has_one_option_per_parameter_and_names_each_default_once() -> None:
+    parser = argparse.ArgumentParser()
+    add_run_options(parser)
+    options = [action for action in parser._actions if action.dest in FIELDS]
+    assert [action.dest for action in options] == list(FIELDS)
+    for action in options:
+        assert action.help.count("(default: ") == 1, action.help
+    help_text = parser.format_help()
+    assert "--clip-seconds CLIP_SECONDS [CLIP_SECONDS ...]" in help_text and "(default: 1 5 15 30)" in help_text
+
+
+def test_options_not_given_keep_the_declared_defaults() -> None:
+    parser = argparse.ArgumentParser()
+    add_run_options(parser)
+    parameters = parameters_from(parser.parse_args(["--models", "cnn", "--epochs", "3"]))
+    assert parameters == RunParameters(models=["cnn"], epochs=3)
+    assert parameters.clip_seconds == default_of("clip_seconds") and parameters.split == "stratified"
+
+
+def test_the_nightly_deployment_takes_the_same_run_options() -> None:
+    from genreflow.deployments.nightly import build_parser
+
+    dests = {action.dest for action in build_parser()._actions}
+    assert set(FIELDS) <= dests and {"cron", "timezone"} <= dests
