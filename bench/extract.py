@@ -64,14 +64,12 @@ from distributed import Client
 
 from genreflow.core import FeatureConfig
 from genreflow.storage.store import FeatureSet
+from genreflow.tasks.cluster import WORKER_ENVIRONMENT, dask_client, default_worker_count
 from genreflow.tasks.collection.scan import SourceTrack, scan_collection
 from genreflow.tasks.collection.synthetic import GENRES, write_synthetic_collection
 from genreflow.tasks.features.extract import (
-    WORKER_ENVIRONMENT,
     TrackFailure,
     TrackOutcome,
-    dask_client,
-    default_worker_count,
     extract_batch,
     extract_tracks,
     task_groups,

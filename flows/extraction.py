@@ -23,8 +23,9 @@ from genreflow.core import FeatureConfig
 from genreflow.flows.locks import store_lock
 from genreflow.storage.schema import CollectionRecord, CollectionTrack
 from genreflow.storage.store import Store
-from genreflow.tasks.collection.scan import Collection, SourceTrack
-from genreflow.tasks.features.extract import TrackOutcome, dask_client, extract_batch, plan_extraction
+from genreflow.tasks.cluster import dask_client
+from genreflow.tasks.collection.scan import HIDDEN, Collection, SourceTrack
+from genreflow.tasks.features.extract import TrackOutcome, extract_batch, plan_extraction
 
 # One Prefect task per batch: retried as a unit, one progress step, one Dask client connection each; its
 # tracks go to the workers as several tasks each (`task_groups` in tasks/features/extract.py).
@@ -55,7 +56,8 @@ def plan_task(collection: Collection, store: str, feature_config: FeatureConfig)
         if plan.reasons[track.track_id] != "new":
             logger.info("extracting %s again: %s", track.track_id, plan.reasons[track.track_id])
     for entry in collection.ignored:
-        logger.warning("ignored %s: %s", entry.path, entry.reason)
+        log = logger.info if entry.reason == HIDDEN else logger.warning  # .DS_Store and the like are expected
+        log("ignored %s: %s", entry.path, entry.reason)
     return plan.todo
 
 

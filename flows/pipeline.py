@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_UI_URL
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 from prefect.states import Failed, State
 
 from genreflow.core import FeatureConfig
 from genreflow.flows.extraction import Extraction, extract_collection
-from genreflow.flows.grid import CacheLocation, Cell, CellOutcome, GridSettings, run_grid
+from genreflow.flows.grid import CacheLocation, Cell, CellOutcome, GridSettings, run_grid, training_runner
 from genreflow.flows.preflight import check_run
 from genreflow.parameters import RunParameters, with_run_parameters
 from genreflow.storage.schema import CollectionRecord
@@ -126,6 +128,18 @@ def _summary(outcomes: list[CellOutcome], run_dir: Path) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def api_for_workers() -> Iterator[None]:
+    """The run's Prefect API named in its settings, so that the task runs sent to Dask workers report to it. On
+    a temporary server the setting is empty, and each worker would start a temporary server of its own (tens of
+    seconds each, its task runs invisible here)."""
+    if PREFECT_API_URL.value():
+        yield
+        return
+    with get_client(sync_client=True) as client, temporary_settings({PREFECT_API_URL: str(client.api_url)}):
+        yield
+
+
 def _ui_url() -> str | None:
     """This run's page in the Prefect UI; None on a temporary server, which is gone once the run ends."""
     return flow_run.get_flow_run_ui_url() if PREFECT_UI_URL.value() else None
@@ -164,9 +178,10 @@ def run_genreflow(**parameters: Any) -> dict[str, Any] | State:
 
     cells = [Cell(model, seconds, seed) for model in run.models for seconds in run.clip_seconds for seed in run.seeds]
     grid = GridSettings(
-        prepared["training_data"], run.split, run.epochs, run.crops_per_track, cache_location, run.cache
+        prepared["training_data"], run.split, run.epochs, run.batch_size, run.crops_per_track, cache_location, run.cache
     )
-    outcomes, results = run_grid(cells, grid)
+    with api_for_workers(), training_runner(run.dask_address, run.train_slots) as runner:
+        outcomes, results = run_grid(cells, grid, runner)
 
     summary = _summary(outcomes, run_dir)
     _write_json(run_dir / "results.json", {"cells": results})

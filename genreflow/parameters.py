@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.fields import FieldInfo
 
-from genreflow.core import DEFAULT_CLIP_SECONDS, DEFAULT_EPOCHS
+from genreflow.core import DEFAULT_BATCH_SIZE, DEFAULT_CLIP_SECONDS, DEFAULT_EPOCHS
 from genreflow.models.registry import model_names
 from genreflow.tasks.training.splits import SPLIT_PATTERN
 
@@ -46,6 +46,7 @@ class RunParameters(BaseModel):
     split: SplitName = Field("stratified", description="How tracks are split: stratified, paper, fault-filtered "
                              "or kfold:K (K folds, K >= 2).")  # fmt: skip
     epochs: int = Field(DEFAULT_EPOCHS, ge=1, description="Most epochs per training (early stopping on validation).")
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="Clips per training step.")
     crops_per_track: int | None = Field(None, ge=1, description="Random crops of each training track per epoch, at "
                                         "most (none: as many as the track holds clips).")  # fmt: skip
     store: str = Field("runs/store.zarr", description="The Zarr store: a local path or an fsspec URL.")
@@ -54,7 +55,11 @@ class RunParameters(BaseModel):
     out: str = Field("runs", description="Folder of run folders: each run writes OUT/<run name>/, OUT/latest "
                      "links the newest.")  # fmt: skip
     dask_address: str | None = Field(None, description="An existing Dask scheduler (none: a local cluster).")
-    workers: int | None = Field(None, ge=1, description="Local cluster workers (none: one per core).")
+    workers: int | None = Field(None, ge=1, description="Local cluster workers for extraction (none: one per core).")
+    train_slots: int | None = Field(
+        None, ge=1, description="Cells trained at once on a local cluster, the cores shared among them (none: one "
+        "per core, the fastest measured here).",
+    )  # fmt: skip
 
     def locations(self) -> list[str]:
         """The folders (or URLs) the run writes into."""

@@ -12,13 +12,16 @@
     result.json          written by the evaluation
 
 Everything in it is data: JSON, a Keras file loaded in safe mode, arrays read without pickle (models.registry).
-Training writes it; evaluation and prediction read it, and need nothing of training to do so.
+Training writes it; evaluation and prediction read it, and need nothing of training to do so. It may live on
+local disk or behind any fsspec URL: `publish` uploads one, `local_copy` brings one down.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,3 +126,37 @@ def write_json(path: Path, content: dict[str, Any]) -> None:
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(content, indent=1))
     partial.replace(path)
+
+
+def is_remote(location: str | Path) -> bool:
+    """Whether a model directory lives behind an fsspec URL (s3://, memory://, ...) rather than on local disk."""
+    return "://" in str(location)
+
+
+def publish(local: Path, destination: str) -> None:
+    """Put the model directory `local` at the URL `destination`, replacing what was there: every file but
+    cell.json first, cell.json last, so a reader never takes a half-uploaded directory for a trained model."""
+    import fsspec
+
+    filesystem, path = fsspec.core.url_to_fs(destination)
+    if filesystem.exists(path):
+        filesystem.rm(path, recursive=True)
+    files = sorted(item for item in local.rglob("*") if item.is_file())
+    for item in sorted(files, key=lambda item: item.name == CELL_FILE):
+        filesystem.put_file(str(item), f"{path}/{item.relative_to(local).as_posix()}")
+
+
+@contextmanager
+def local_copy(location: str | Path) -> Iterator[Path]:
+    """The model directory at `location` as a local folder: itself, or a downloaded copy kept for the block."""
+    if not is_remote(location):
+        yield Path(location)
+        return
+    import fsspec
+
+    filesystem, path = fsspec.core.url_to_fs(str(location))
+    if not filesystem.exists(f"{path}/{CELL_FILE}"):
+        raise FileNotFoundError(f"{location} is not a trained genreflow model (no {CELL_FILE})")
+    with tempfile.TemporaryDirectory(prefix="genreflow-model-") as scratch:
+        filesystem.get(f"{path}/", f"{scratch}/", recursive=True)
+        yield Path(scratch)

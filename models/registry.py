@@ -84,11 +84,15 @@ def model_names() -> tuple[str, ...]:
     return tuple(MODELS)
 
 
-def spec(name: str) -> ModelSpec:
-    """The registry entry of `name`; an unknown name is refused with the known ones."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return MODELS[name]
+def spec(model: str | ModelSpec) -> ModelSpec:
+    """The registry entry of a model named by `model` (or `model` itself); an unknown name is refused with the
+    known ones. Work sent to another process carries the entry itself, so a model registered only where a run
+    started (a test's, a user's) is built there too."""
+    if isinstance(model, ModelSpec):
+        return model
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    return MODELS[model]
 
 
 def register(model: ModelSpec) -> None:
@@ -96,16 +100,17 @@ def register(model: ModelSpec) -> None:
     MODELS[model.name] = model
 
 
-def build_model(name: str, input_shape: tuple[int, int], n_genres: int) -> Any:
-    """The untrained model `name`."""
-    return spec(name).build(input_shape, n_genres)
+def build_model(model: str | ModelSpec, input_shape: tuple[int, int], n_genres: int) -> Any:
+    """The untrained model `model`."""
+    return spec(model).build(input_shape, n_genres)
 
 
-def check_clip(model: str, clip_seconds: float, feature_config: FeatureConfig) -> int:
+def check_clip(model: str | ModelSpec, clip_seconds: float, feature_config: FeatureConfig) -> int:
     """The clip's length in frames, once it is one `model` can take; a clear error otherwise."""
     if not (isinstance(clip_seconds, int | float) and math.isfinite(clip_seconds) and clip_seconds > 0):
         raise ValueError(f"a clip length must be a positive, finite number of seconds, got {clip_seconds}")
     frames, shortest = feature_config.frames_for(clip_seconds), spec(model).min_frames
+    model = spec(model).name
     if frames < shortest:
         seconds = shortest * feature_config.hop_length / feature_config.sample_rate
         raise ValueError(

@@ -87,8 +87,9 @@ def run_extract(args: argparse.Namespace) -> int:
     from genreflow.core import FeatureConfig
     from genreflow.storage.schema import CollectionTrack, StoreError
     from genreflow.storage.store import Store, absolute_location
+    from genreflow.tasks.cluster import dask_client
     from genreflow.tasks.collection.scan import default_synthetic_root, load_collection
-    from genreflow.tasks.features.extract import ExtractionError, dask_client, extract_batch, plan_extraction
+    from genreflow.tasks.features.extract import ExtractionError, extract_batch, plan_extraction
 
     started = time.perf_counter()
     location = absolute_location(args.store)

@@ -48,6 +48,9 @@ class SourceTrack:
     key: str
 
 
+HIDDEN = "hidden"  # the reason given for dot-files and dot-folders, which every folder may hold
+
+
 @dataclass(frozen=True)
 class IgnoredEntry:
     """Something in the collection folder that is not a track, and why (`path` is relative to the root)."""
@@ -92,7 +95,7 @@ def list_collection(root: str | os.PathLike[str]) -> Listing:
     ignored: list[IgnoredEntry] = []
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
-            ignored.append(IgnoredEntry(entry.name, "hidden"))
+            ignored.append(IgnoredEntry(entry.name, HIDDEN))
         elif not entry.is_dir():
             ignored.append(IgnoredEntry(entry.name, "not inside a genre folder"))
         else:
@@ -180,7 +183,7 @@ def _scan_genre_folder(root: Path, folder: Path) -> tuple[list[FoundFile], list[
 
 def _why_not_a_track(entry: Path) -> str | None:
     if entry.name.startswith("."):
-        return "hidden"
+        return HIDDEN
     if entry.is_dir():
         return "folder nested inside a genre folder (only <genre>/<file> is read)"
     if not entry.is_file():

@@ -2,11 +2,13 @@
 
 Each genre is a *style*: ranges for tempo, percussive onset density, swing, drum brightness, how tonal or
 noisy the track is, note rate, register, timbre and spectral tilt. Every track draws its own values from
-its genre's ranges, and the ranges of neighbouring genres overlap, so no single property (loudness,
-brightness, tempo, ...) tells the genres apart, while their combination, which a spectrogram shows, does.
-Per-track loudness is random too, so level alone is useless.
+its genre's ranges. The genres differ both in what a single frame shows (register, drum band, timbre, noise
+colour) and in how frames follow each other (tempo, swing, note rate): the ranges do not overlap, so that
+every model, frame-wise or temporal, can learn them from a few dozen tracks in a short training, and the
+demo shows what a working grid looks like. Real music is far harder. Per-track loudness is random, so level
+alone tells nothing.
 
-Layout: `<root>/<genre>/<genre>.NNNNN.wav` (GTZAN's), plus a manifest written last; a rerun with the same
+Layout: `<root>/<genre>/<genre>.NNNNN.wav` (GTZAN's), plus a hidden manifest written last; a rerun with the same
 parameters finds the manifest and writes nothing (so file mtimes, and hence the feature store's skip
 decisions, stay put).
 """
@@ -25,9 +27,9 @@ import scipy.fft
 import soundfile as sf
 
 SYNTHETIC_SAMPLE_RATE = 22_050
-MANIFEST_NAME = "synthetic-manifest.json"
+MANIFEST_NAME = ".synthetic-manifest.json"  # hidden: a scan passes over it quietly
 # Bump when the sound of the generator changes: an old collection is then refused, not silently mixed.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 Range = tuple[float, float]
 
 
@@ -52,103 +54,33 @@ class GenreStyle:
 
 
 GENRE_STYLES: dict[str, GenreStyle] = {
+    # tempo, kick, hits, swing, hit centre, hit decay, tonal, notes/beat, lowest MIDI, rolloff, note decay,
+    # voices, noise level, noise tilt
     "ambient": GenreStyle(
-        tempo_bpm=(60, 100),
-        kick_per_beat=(0.0, 0.25),
-        hits_per_slot=(0.0, 0.12),
-        swing=(0.0, 0.2),
-        hit_centre_hz=(1500, 5000),
-        hit_decay_s=(0.08, 0.3),
-        tonal_level=(0.4, 0.9),
-        notes_per_beat=(0.2, 0.6),
-        lowest_midi=(40, 60),
-        harmonic_rolloff=(1.4, 2.6),
-        note_decay_s=(0.8, 3.0),
-        voices=(1, 3),
-        noise_level=(0.15, 0.5),
-        noise_tilt_db_per_octave=(-7, -3),
-    ),
-    "chamber": GenreStyle(
-        tempo_bpm=(66, 132),
-        kick_per_beat=(0.0, 0.1),
-        hits_per_slot=(0.0, 0.08),
-        swing=(0.0, 0.1),
-        hit_centre_hz=(1000, 4000),
-        hit_decay_s=(0.05, 0.2),
-        tonal_level=(0.7, 1.0),
-        notes_per_beat=(0.8, 3.0),
-        lowest_midi=(50, 70),
-        harmonic_rolloff=(0.9, 1.8),
-        note_decay_s=(0.3, 1.2),
-        voices=(1, 3),
-        noise_level=(0.0, 0.12),
-        noise_tilt_db_per_octave=(-6, -2),
-    ),
-    "dance": GenreStyle(
-        tempo_bpm=(115, 138),
-        kick_per_beat=(0.8, 1.0),
-        hits_per_slot=(0.3, 0.7),
-        swing=(0.0, 0.1),
-        hit_centre_hz=(4000, 9000),
-        hit_decay_s=(0.03, 0.12),
-        tonal_level=(0.2, 0.6),
-        notes_per_beat=(0.5, 2.0),
-        lowest_midi=(33, 52),
-        harmonic_rolloff=(0.6, 1.4),
-        note_decay_s=(0.1, 0.4),
-        voices=(1, 2),
-        noise_level=(0.05, 0.25),
-        noise_tilt_db_per_octave=(-4, -1),
-    ),
-    "industrial": GenreStyle(
-        tempo_bpm=(90, 180),
-        kick_per_beat=(0.4, 1.0),
-        hits_per_slot=(0.5, 0.95),
-        swing=(0.0, 0.1),
-        hit_centre_hz=(2500, 8000),
-        hit_decay_s=(0.05, 0.2),
-        tonal_level=(0.2, 0.6),
-        notes_per_beat=(1.0, 4.0),
-        lowest_midi=(36, 55),
-        harmonic_rolloff=(0.4, 0.9),
-        note_decay_s=(0.1, 0.4),
-        voices=(1, 3),
-        noise_level=(0.3, 0.8),
-        noise_tilt_db_per_octave=(-3, 0.5),
-    ),
-    "swing": GenreStyle(
-        tempo_bpm=(100, 190),
-        kick_per_beat=(0.1, 0.5),
-        hits_per_slot=(0.25, 0.6),
-        swing=(0.25, 0.5),
-        hit_centre_hz=(5000, 10000),
-        hit_decay_s=(0.1, 0.35),
-        tonal_level=(0.4, 0.85),
-        notes_per_beat=(0.8, 2.2),
-        lowest_midi=(38, 58),
-        harmonic_rolloff=(1.0, 2.0),
-        note_decay_s=(0.2, 0.8),
-        voices=(1, 3),
-        noise_level=(0.03, 0.2),
-        noise_tilt_db_per_octave=(-6, -2),
+        (60, 72), (0, 0.1), (0, 0.05), (0, 0.1), (1500, 2500), (0.1, 0.3), (0.7, 0.9),
+        (0.25, 0.4), (60, 64), (2.2, 2.6), (1.5, 3.0), (3, 3), (0.3, 0.5), (-8, -6),
     ),
     "beats": GenreStyle(
-        tempo_bpm=(75, 105),
-        kick_per_beat=(0.5, 0.9),
-        hits_per_slot=(0.15, 0.5),
-        swing=(0.05, 0.3),
-        hit_centre_hz=(2000, 7000),
-        hit_decay_s=(0.05, 0.2),
-        tonal_level=(0.2, 0.6),
-        notes_per_beat=(0.3, 1.2),
-        lowest_midi=(30, 50),
-        harmonic_rolloff=(0.8, 1.8),
-        note_decay_s=(0.2, 1.0),
-        voices=(1, 2),
-        noise_level=(0.05, 0.3),
-        noise_tilt_db_per_octave=(-6, -2),
+        (80, 92), (0.8, 1.0), (0.3, 0.5), (0.25, 0.35), (2500, 3500), (0.05, 0.1), (0.3, 0.5),
+        (0.5, 0.8), (30, 34), (1.0, 1.4), (0.3, 0.6), (1, 1), (0.05, 0.15), (-5, -3),
     ),
-}
+    "chamber": GenreStyle(
+        (96, 108), (0, 0.05), (0, 0.03), (0, 0.05), (1000, 1500), (0.05, 0.1), (0.9, 1.0),
+        (2, 3), (66, 70), (1.2, 1.6), (0.4, 0.8), (2, 2), (0, 0.05), (-4, -2),
+    ),
+    "dance": GenreStyle(
+        (124, 130), (1, 1), (0.6, 0.8), (0, 0.05), (7000, 9000), (0.03, 0.06), (0.4, 0.6),
+        (1, 1.5), (40, 44), (0.6, 0.9), (0.1, 0.2), (1, 2), (0.1, 0.2), (-2, 0),
+    ),
+    "industrial": GenreStyle(
+        (150, 170), (0.6, 0.9), (0.85, 1.0), (0, 0.02), (4000, 6000), (0.08, 0.15), (0.2, 0.4),
+        (3, 4), (48, 52), (0.3, 0.5), (0.05, 0.15), (2, 3), (0.6, 0.8), (0, 2),
+    ),
+    "swing": GenreStyle(
+        (170, 190), (0.2, 0.4), (0.5, 0.7), (0.45, 0.55), (9000, 10500), (0.2, 0.35), (0.6, 0.8),
+        (1.5, 2), (54, 58), (1.6, 2.0), (0.3, 0.6), (1, 2), (0.05, 0.1), (-6, -4),
+    ),
+}  # fmt: skip
 GENRES: tuple[str, ...] = tuple(sorted(GENRE_STYLES))
 PENTATONIC = np.array([0, 2, 4, 7, 9])
 CHORD_INTERVALS = np.array([0, 7, 4])  # root, fifth, third: the voices added in that order

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from genreflow.core import FeatureConfig
-from genreflow.models.directory import FOLD_FILE, CellInfo, fold_dir, load_member
+from genreflow.models.directory import FOLD_FILE, CellInfo, fold_dir, is_remote, load_member, local_copy
 from genreflow.models.normalisation import BandNormaliser
 from genreflow.models.registry import Classifier
 from genreflow.storage.store import as_stored
@@ -48,13 +48,15 @@ class Ensemble:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Ensemble:
-        cell = CellInfo.load(Path(model_dir))
-        folds = [fold_dir(Path(model_dir), index) for index in range(cell.folds)]
-        seen = set()
-        for folder in folds:
-            fold = json.loads((folder / FOLD_FILE).read_text())
-            seen.update(track.key for track in cell.tracks_by_id([*fold["train"], *fold["valid"]]))
-        return cls(cell, [load_member(folder) for folder in folds], frozenset(seen))
+        """Every fold's model, from a local folder or any fsspec URL (loaded into memory, nothing kept)."""
+        with local_copy(model_dir) as local:
+            cell = CellInfo.load(local)
+            folds = [fold_dir(local, index) for index in range(cell.folds)]
+            seen = set()
+            for folder in folds:
+                fold = json.loads((folder / FOLD_FILE).read_text())
+                seen.update(track.key for track in cell.tracks_by_id([*fold["train"], *fold["valid"]]))
+            return cls(cell, [load_member(folder) for folder in folds], frozenset(seen))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """(genres,): the track-level softmax of a log-mel (frames, mels) as the store holds it."""
@@ -88,7 +90,7 @@ def predict_paths(model_dir: str | Path, paths: Sequence[str | os.PathLike[str]]
         row = _prediction(item, ensemble.probabilities(features), ensemble.cell.genres)
         predictions.append({**row, "learned_from": key in ensemble.learned_from})
     return {
-        "model_dir": str(Path(model_dir).resolve()),
+        "model_dir": str(model_dir) if is_remote(model_dir) else str(Path(model_dir).resolve()),
         "model": ensemble.cell.model,
         "clip_seconds": ensemble.cell.clip_seconds,
         "trained_on": {"collection": ensemble.cell.collection, "data_version": ensemble.cell.data_version},

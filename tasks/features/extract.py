@@ -13,7 +13,7 @@ complete, undamaged copy of its key, whatever its name or timestamps. Two kinds 
 
 Every track that decodes is kept, whatever its length: clip length is a training-time choice.
 Dask workers run with `MALLOC_TRIM_THRESHOLD_` removed and BLAS/OpenMP pinned to one thread; see
-`dask_client` for why.
+genreflow/tasks/cluster.py for why.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ from __future__ import annotations
 import gc
 import itertools
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
@@ -40,31 +38,6 @@ from genreflow.tasks.features.logmel import log_mel
 
 if TYPE_CHECKING:
     from distributed import Client, Future
-
-# The environment of LocalCluster workers. Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes glibc hand
-# freed memory back at once, so every track's numpy temporaries are page-faulted afresh (parallel efficiency
-# 0.41 against 0.77 without it, docs/benchmarks.md). A 64 MiB top pad keeps the heap that a track needs for
-# the next one. Numeric libraries get one thread each: the parallelism is one track per worker process.
-WORKER_ENVIRONMENT: dict[str, str | None] = {
-    "MALLOC_TRIM_THRESHOLD_": None,  # None tells Dask's nanny not to set it
-    "MALLOC_TOP_PAD_": str(64 * 2**20),
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "VECLIB_MAXIMUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-}
-# Dask's housekeeping for a LocalCluster, made quieter: no statistical profiler (it walks the stack every
-# 10 ms holding the GIL), an event-loop tick every second instead of 20 ms, the system monitor every 2 s and
-# each worker's memory check every 500 ms. An idle 2-worker cluster then takes ~15 ms of CPU per second
-# instead of ~75 (docs/benchmarks.md); a blocked event loop is still reported and a worker over its memory
-# limit is still paused within 0.5 s.
-CLUSTER_CONFIG = {
-    "distributed.worker.profile.enabled": False,
-    "distributed.admin.tick.interval": "1s",
-    "distributed.admin.system-monitor.interval": "2s",
-    "distributed.worker.memory.monitor-interval": "500ms",
-}
 
 
 @dataclass(frozen=True)
@@ -394,53 +367,3 @@ def _group_results(future: Future, group: list[SourceTrack]) -> list[TrackOutcom
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def default_worker_count() -> int:
-    """One single-threaded worker per core this process may use."""
-    return len(os.sched_getaffinity(0))
-
-
-@contextmanager
-def dask_client(address: str | None = None, n_workers: int | None = None) -> Iterator[Client]:
-    """A client of the scheduler at `address`, or of a new LocalCluster of single-threaded processes.
-
-    The fix for the malloc trap applies to the LocalCluster only: workers started by someone else keep
-    their own environment (start them with `MALLOC_TRIM_THRESHOLD_` unset).
-    """
-    import dask
-    from distributed import Client, LocalCluster
-
-    if address:
-        with Client(address) as client:
-            yield client
-        return
-    overrides = {f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in WORKER_ENVIRONMENT.items()}
-    with _parent_environment_kept(), dask.config.set({**overrides, **CLUSTER_CONFIG}):
-        cluster = LocalCluster(
-            n_workers=n_workers or default_worker_count(),
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",  # any free port: several clusters (tests, runs) may share a machine
-        )
-        with cluster, Client(cluster) as client:
-            yield client
-
-
-@contextmanager
-def _parent_environment_kept() -> Iterator[None]:
-    """Dask's nanny writes the worker variables into this process's own environment before each spawn, so
-    anything started later from here (a training process) would inherit OMP_NUM_THREADS=1 and the
-    malloc settings; put back what was there. A trim threshold inherited from an earlier cluster is
-    removed for the lifetime of this one, or its workers would inherit the trap."""
-    touched = [*WORKER_ENVIRONMENT, "PYTHONHASHSEED"]
-    saved = {name: os.environ.get(name) for name in touched}
-    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

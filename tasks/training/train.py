@@ -55,7 +55,7 @@ from genreflow.models.directory import (
     fold_dir,
     write_json,
 )
-from genreflow.models.registry import build_model, check_clip, is_keras, save_model
+from genreflow.models.registry import ModelSpec, build_model, check_clip, is_keras, save_model, spec
 from genreflow.storage.schema import CollectionTrack, StoreError, data_version
 from genreflow.storage.store import FeatureSet, Store
 from genreflow.tasks.features.audio import SHORT_TOLERANCE_S
@@ -129,7 +129,7 @@ def split_by_length(
 
 def train_cell(
     data: TrainingData,
-    model: str,
+    model: str | ModelSpec,
     clip_seconds: float,
     seed: int,
     split: str,
@@ -142,20 +142,22 @@ def train_cell(
     crops_per_track: int | None = None,
     memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB,
 ) -> Path:
-    """Train `model` on `clip_seconds` clips of `data`'s tracks into `out_dir` (the model directory)."""
+    """Train `model` (a registered name, or the entry itself) on `clip_seconds` clips of `data`'s tracks into
+    `out_dir` (the model directory)."""
     settings = TrainingSettings(epochs, batch_size, learning_rate, patience, crops_per_track, memory_cap_mb)
     settings.check()
-    clip_frames = check_clip(model, clip_seconds, data.feature_config)
+    model_spec = spec(model)
+    clip_frames = check_clip(model_spec, clip_seconds, data.feature_config)
     store = FeatureSet.open(data.store, data.feature_config)
     stored = labelled_tracks(store, data.tracks)
     usable, excluded = split_by_length(stored, clip_frames, data.feature_config)
     _check_trainable(stored, usable, clip_seconds, data)
     for track_id, reason in excluded.items():
-        logger.warning("%s %gs: %s is left out: %s", model, clip_seconds, track_id, reason)
+        logger.warning("%s %gs: %s is left out: %s", model_spec.name, clip_seconds, track_id, reason)
     configure_tensorflow(threads)
     folds = make_folds({track.track_id: track.genre for track in usable}, split, seed)
     cell = CellInfo(
-        model=model,
+        model=model_spec.name,
         clip_seconds=float(clip_seconds),
         clip_frames=clip_frames,
         seed=seed,
@@ -173,7 +175,7 @@ def train_cell(
     model_dir = _fresh_model_dir(Path(out_dir))
     by_id = {track.track_id: track for track in usable}
     for index, fold in enumerate(folds):
-        _train_fold(cell, store, by_id, fold, index, fold_dir(model_dir, index))
+        _train_fold(cell, model_spec, store, by_id, fold, index, fold_dir(model_dir, index))
     cell.save(model_dir)
     return model_dir
 
@@ -225,14 +227,20 @@ def _fresh_model_dir(model_dir: Path) -> Path:
 
 
 def _train_fold(
-    cell: CellInfo, store: FeatureSet, by_id: dict[str, LabelledTrack], fold: Fold, index: int, directory: Path
+    cell: CellInfo,
+    model_spec: ModelSpec,
+    store: FeatureSet,
+    by_id: dict[str, LabelledTrack],
+    fold: Fold,
+    index: int,
+    directory: Path,
 ) -> None:
     """Fit the normalisation and the model on one fold's training tracks; save both with the fold's facts."""
     started = time.perf_counter()
     directory.mkdir(parents=True)
     normaliser = fit_band_normaliser(store, [by_id[track_id].key for track_id in fold.train])
     normaliser.save(directory / NORMALISATION_FILE)
-    model = _fresh_model(cell)
+    model = _fresh_model(cell, model_spec)
     stream = ClipStream(store, cell.clip_frames, normaliser, cell.settings.batch_size, cell.settings.memory_cap_mb)
     tracks = FoldTracks(
         train=[by_id[track_id] for track_id in fold.train],
@@ -263,13 +271,13 @@ class FoldTracks:
     seed: tuple[int, int]
 
 
-def _fresh_model(cell: CellInfo) -> Any:
+def _fresh_model(cell: CellInfo, model_spec: ModelSpec) -> Any:
     """The cell's untrained model, with Keras' random state reset to the cell's seed."""
     import keras
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(cell.seed)
-    return build_model(cell.model, (cell.clip_frames, cell.feature_config.n_mels), len(cell.genres))
+    return build_model(model_spec, (cell.clip_frames, cell.feature_config.n_mels), len(cell.genres))
 
 
 def _fit(model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings) -> dict[str, list[float]]:

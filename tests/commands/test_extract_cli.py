@@ -15,8 +15,8 @@ from genreflow.core import FeatureConfig
 from genreflow.storage.maintenance import describe_feature_set
 from genreflow.storage.schema import BATCHES_GROUP, FEATURES_GROUP, SCHEMA_VERSION, TrackRecord
 from genreflow.storage.store import FeatureSet
+from genreflow.tasks.cluster import dask_client
 from genreflow.tasks.collection.synthetic import GENRES, write_synthetic_collection
-from genreflow.tasks.features.extract import dask_client
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_extract_reports_quarantine_and_a_rerun_skips(capsys, scheduler: str, sh
 
     assert code == rerun_code == 0
     n = len(GENRES)
-    assert "ignored synthetic-manifest.json: not inside a genre folder" in first
+    assert "ignored .synthetic-manifest.json: hidden" in first
     assert f"{n + 1} to extract ({n + 1} new), 0 complete already" in first
     assert f"extracted {n}, skipped 0, quarantined 1, audio 0.01 h" in first
     assert f"quarantined {GENRES[0]}/notes.wav: not an audio file" in first
@@ -146,7 +146,7 @@ def test_synthetic_dir_puts_the_collection_elsewhere(capsys, scheduler: str, tmp
     )
 
     assert code == 0
-    assert (tmp_path / "audio" / "synthetic-seed3-n1" / "synthetic-manifest.json").exists()
+    assert (tmp_path / "audio" / "synthetic-seed3-n1" / ".synthetic-manifest.json").exists()
 
 
 def test_a_store_that_cannot_be_written_is_an_error_naming_the_tracks(capsys, scheduler: str, tmp_path: Path):

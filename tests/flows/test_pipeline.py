@@ -180,14 +180,14 @@ def test_sigkill_during_training_then_rerun_reuses_finished_cells(
 ) -> None:
     command = [
         sys.executable, "-m", "genreflow.cli", "run", "--data", str(synthetic_folder), "--models", "baseline", "cnn",
-        "--clip-seconds", "1", "--epochs", "2", "--crops-per-track", "2", "--workers", "2",
+        "--clip-seconds", "1", "--epochs", "2", "--crops-per-track", "2", "--workers", "2", "--train-slots", "1",
         "--store", run_paths["store"], "--out", run_paths["out"], "--cache", run_paths["cache"],
     ]  # fmt: skip
     killed = subprocess.Popen(
         command, cwd=REPO_ROOT, env=_subprocess_env(prefect_api), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,
     )  # fmt: skip
-    _wait_for_line(killed, "training cnn")
+    _wait_for_line(killed, "training cnn")  # one slot: the baseline has finished
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(timeout=60)
     assert run_folders(run_paths) == []

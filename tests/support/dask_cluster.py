@@ -12,6 +12,7 @@ from tests.support.processes import background_process, free_port, venv_script
 @contextmanager
 def running_dask_cluster(log_dir: Path, n_workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start a scheduler and `n_workers` single-threaded workers; yield the scheduler's address."""
+    log_dir.mkdir(parents=True, exist_ok=True)
     address = f"tcp://127.0.0.1:{free_port()}"
     scheduler = [
         venv_script("dask"),

@@ -136,7 +136,7 @@ def test_synthetic_is_written_once_under_its_own_named_folder(tmp_path: Path):
         collection.tracks
     )
     assert len(collection.genres) >= 5 and len(collection.tracks) == len(collection.genres)
-    assert [entry.path for entry in collection.ignored] == ["synthetic-manifest.json"]
+    assert [entry.path for entry in collection.ignored] == [".synthetic-manifest.json"]
     assert collection_folder("synthetic", 1, tmp_path, seed=4) == folder
 
 

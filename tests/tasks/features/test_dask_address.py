@@ -47,7 +47,8 @@ def extract_on(address: str, tracks: list[SourceTrack], store: str) -> set[str]:
     """Extract through the scheduler at `address`; return the workers that ran the work."""
     from distributed import get_task_stream
 
-    from genreflow.tasks.features.extract import dask_client, extract_batch
+    from genreflow.tasks.cluster import dask_client
+    from genreflow.tasks.features.extract import extract_batch
 
     with dask_client(address, None) as client, get_task_stream(client) as stream:
         assert client.scheduler.address == address

@@ -19,6 +19,7 @@ import genreflow.tasks.features.extract
 from genreflow.core import FeatureConfig
 from genreflow.storage.schema import BATCHES_GROUP, FEATURES_GROUP, CollectionTrack
 from genreflow.storage.store import FeatureSet, Store
+from genreflow.tasks.cluster import dask_client, default_worker_count
 from genreflow.tasks.collection.scan import Collection, SourceTrack, scan_collection
 from genreflow.tasks.collection.synthetic import write_synthetic_collection
 from genreflow.tasks.features.audio import decode_audio, read_source
@@ -27,8 +28,6 @@ from genreflow.tasks.features.extract import (
     MIN_TASKS_PER_WORKER,
     ExtractionError,
     TrackOutcome,
-    dask_client,
-    default_worker_count,
     extract_batch,
     extract_tracks,
     plan_extraction,
