@@ -8,6 +8,8 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PREFECT_PORT ?= 4200
+# TensorFlow's build: `make venv TENSORFLOW=gpu` (into a fresh .venv) on a machine with an NVIDIA GPU.
+TENSORFLOW ?= cpu
 DEPLOY_ARGS ?=
 
 .PHONY: venv demo test lint bench ui deploy worker clean
@@ -17,7 +19,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[$(TENSORFLOW),test]'
+	# musicnn's pretrained MSD weights (data files only; its numpy<1.17 pin is neither met nor needed)
+	$(BIN)/python -m pip install --quiet --no-deps musicnn==0.1.0
 	touch $(STAMP)
 
 # The demo: every model at 1, 5 and 15 s on 150 synthetic tracks (30 of them test tracks), trained briefly: one

@@ -24,8 +24,14 @@ def import_tensorflow() -> ModuleType:
     if "tensorflow" not in sys.modules:
         for name, value in TENSORFLOW_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
-        with _stderr_silenced():
-            import tensorflow  # noqa: F401  (imported for its side effect: started quietly)
+        try:
+            with _stderr_silenced():
+                import tensorflow  # noqa: F401  (imported for its side effect: started quietly)
+        except ModuleNotFoundError as error:
+            raise ModuleNotFoundError(
+                "TensorFlow is not installed: install genreflow with its 'cpu' or 'gpu' extra, e.g. "
+                "pip install 'genreflow[cpu]' (make venv does)"
+            ) from error
     return sys.modules["tensorflow"]
 
 
