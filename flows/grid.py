@@ -38,7 +38,7 @@ from genreflow.core import cell_name
 from genreflow.flows.cache_keys import code_version, evaluation_version, stable_hash
 from genreflow.flows.locks import cache_lock_manager
 from genreflow.models.directory import RESULT_FILE, is_remote, local_copy, publish
-from genreflow.models.registry import ModelSpec, spec
+from genreflow.models.registry import ModelSpec, check_clip, spec
 from genreflow.tasks.cluster import cell_threads, default_worker_count, local_cluster, workers_per_host
 from genreflow.tasks.training.train import TrainingData
 
@@ -67,7 +67,7 @@ class CellOutcome:
     model: str
     clip_seconds: float
     seed: int
-    status: str  # trained | reused | failed
+    status: str  # trained | reused | failed | skipped (a clip its model cannot take)
     seconds: float
     track_accuracy: float | None = None
     error: str | None = None
@@ -215,7 +215,7 @@ class CacheLocation:
 class GridSettings:
     """What every cell of one run shares."""
 
-    data: TrainingData
+    data: dict[str, TrainingData]  # by feature set: each cell trains on its model's
     split: str
     epochs: int
     batch_size: int
@@ -283,9 +283,9 @@ class Grid:
         return sum(self.workers_on_hosts.values())
 
     def submit_training(self, cell: Cell) -> Any:
-        grid = self.settings
+        grid, model = self.settings, spec(cell.model)
         parameters = {
-            "data": grid.data, "model": spec(cell.model), "clip_seconds": cell.clip_seconds, "seed": cell.seed,
+            "data": grid.data[model.features], "model": model, "clip_seconds": cell.clip_seconds, "seed": cell.seed,
             "split": grid.split, "epochs": grid.epochs, "batch_size": grid.batch_size,
             "crops_per_track": grid.crops_per_track,
             "models_root": grid.cache.models_root, "workers_on_hosts": self.workers_on_hosts,
@@ -293,11 +293,8 @@ class Grid:
         return self.runner.submit(self.trainer.with_options(task_run_name=f"train-{cell.name}"), parameters)
 
     def submit_evaluation(self, cell: Cell, model_dir: str) -> Any:
-        parameters = {
-            "model_dir": model_dir,
-            "store": self.settings.data.store,
-            "data_version": self.settings.data.data_version,
-        }
+        data = self.settings.data[spec(cell.model).features]
+        parameters = {"model_dir": model_dir, "store": data.store, "data_version": data.data_version}
         return self.runner.submit(self.evaluator.with_options(task_run_name=f"evaluate-{cell.name}"), parameters)
 
 
@@ -310,9 +307,11 @@ def run_grid(
     logger = get_run_logger()
     progress = create_progress_artifact(0.0, key="genreflow-training-progress", description="Training grid")
     work = Grid(grid, runner)
-    logger.info("training %d cells on %d worker(s) at once", len(cells), work.slots)
-    queue, in_flight = deque(cells), {}
-    outcomes: dict[Cell, CellOutcome] = {}
+    outcomes: dict[Cell, CellOutcome] = {cell: _skipped(cell, reason) for cell, reason in _untakeable(cells).items()}
+    for cell, outcome in outcomes.items():
+        logger.info("%s skipped: %s", cell.name, outcome.error)
+    queue, in_flight = deque(cell for cell in cells if cell not in outcomes), {}
+    logger.info("training %d cells on %d worker(s) at once", len(queue), work.slots)
     results: dict[Cell, dict[str, Any]] = {}
     while queue or in_flight:
         while queue and len(in_flight) < work.slots:
@@ -336,6 +335,21 @@ def run_grid(
                 progress, 100.0 * len(outcomes) / len(cells), description=f"{len(outcomes)}/{len(cells)} cells"
             )
     return [outcomes[cell] for cell in cells], [results[cell] for cell in cells if cell in results]
+
+
+def _untakeable(cells: list[Cell]) -> dict[Cell, str]:
+    """Cells whose clip is shorter than their model takes (musicnn at 1 s), with the reason."""
+    reasons = {}
+    for cell in cells:
+        try:
+            check_clip(cell.model, cell.clip_seconds, spec(cell.model).feature_config)
+        except ValueError as error:
+            reasons[cell] = str(error)
+    return reasons
+
+
+def _skipped(cell: Cell, reason: str) -> CellOutcome:
+    return CellOutcome(cell.model, cell.clip_seconds, cell.seed, "skipped", 0.0, error=reason)
 
 
 def _settled(future: Any) -> State:

@@ -17,10 +17,11 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 from prefect.states import Failed, State
 
-from genreflow.core import FeatureConfig
+from genreflow.core import FEATURE_SETS, FeatureConfig
 from genreflow.flows.extraction import Extraction, extract_collection
 from genreflow.flows.grid import CacheLocation, Cell, CellOutcome, GridSettings, run_grid, training_runner
 from genreflow.flows.preflight import check_run
+from genreflow.models.registry import model_names, spec
 from genreflow.parameters import RunParameters, with_run_parameters
 from genreflow.storage.schema import CollectionRecord
 from genreflow.storage.store import FeatureSet, absolute_location
@@ -145,8 +146,17 @@ def _ui_url() -> str | None:
     return flow_run.get_flow_run_ui_url() if PREFECT_UI_URL.value() else None
 
 
-def _run_record(started: str, data: dict[str, Any], extraction: Extraction, split: str) -> dict[str, Any]:
-    """The run's provenance, which the report's data and run sections are made from."""
+def feature_sets_of(models: list[str]) -> list[str]:
+    """The feature sets the run's models train on, in the registry's order of models."""
+    return list(dict.fromkeys(spec(model).features for model in model_names() if model in models))
+
+
+def _run_record(
+    started: str, descriptions: dict[str, dict[str, Any]], extraction: Extraction, split: str
+) -> dict[str, Any]:
+    """The run's provenance, which the report's data and run sections are made from: the data as the first
+    feature set sees it (the log-mel where a model uses it), and every feature set's version."""
+    data = next(iter(descriptions.values()))
     from genreflow.tasks.provenance import collect_environment
 
     return {
@@ -157,6 +167,10 @@ def _run_record(started: str, data: dict[str, Any], extraction: Extraction, spli
         "parameters": dict(flow_run.parameters),
         "environment": collect_environment(),
         "data": data,
+        "feature_sets": {
+            name: {key: description[key] for key in ("feature_id", "data_version", "tracks", "quarantined")}
+            for name, description in descriptions.items()
+        },
         "split": split,
         "extraction": extraction.counts(),
     }
@@ -169,23 +183,26 @@ def run_genreflow(**parameters: Any) -> dict[str, Any] | State:
     runs_dir, store = Path(run.out).resolve(), absolute_location(run.store)
     run_dir = runs_dir / flow_run.get_name()
     cache_location = CacheLocation.for_run(run.cache, runs_dir)
-    feature_config = FeatureConfig()
     started = datetime.now(UTC).isoformat()
 
     collection = collect_task(run.data, run.tracks_per_genre, cache_location.local_root / "synthetic")
-    extraction = extract_collection(collection, store, feature_config, run.dask_address, run.workers)
-    prepared = training_data_task(store, feature_config, extraction.record)
+    extractions, prepared = {}, {}
+    for name in feature_sets_of(run.models):  # each feature set only if a model of the run needs it
+        config = FEATURE_SETS[name]
+        extractions[name] = extract_collection(collection, store, config, run.dask_address, run.workers)
+        prepared[name] = training_data_task(store, config, extractions[name].record)
+    first = next(iter(prepared))
 
     cells = [Cell(model, seconds, seed) for model in run.models for seconds in run.clip_seconds for seed in run.seeds]
-    grid = GridSettings(
-        prepared["training_data"], run.split, run.epochs, run.batch_size, run.crops_per_track, cache_location, run.cache
-    )
+    data = {name: ready["training_data"] for name, ready in prepared.items()}
+    grid = GridSettings(data, run.split, run.epochs, run.batch_size, run.crops_per_track, cache_location, run.cache)
     with api_for_workers(), training_runner(run.dask_address, run.train_slots) as runner:
         outcomes, results = run_grid(cells, grid, runner)
 
     summary = _summary(outcomes, run_dir)
     _write_json(run_dir / "results.json", {"cells": results})
-    _write_json(run_dir / "run.json", _run_record(started, prepared["description"], extraction, run.split))
+    descriptions = {name: ready["description"] for name, ready in prepared.items()}
+    _write_json(run_dir / "run.json", _run_record(started, descriptions, extractions[first], run.split))
     _write_json(run_dir / "summary.json", summary)
     _point_latest_at(run_dir)
     report_task(run_dir)

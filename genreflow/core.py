@@ -29,9 +29,14 @@ def cell_name(model: str, clip_seconds: float, seed: int) -> str:
     return f"{model}-{clip_seconds:g}s-seed{seed}"
 
 
+COMPRESSIONS = ("db", "log10")  # power_to_db (with top_db); musicnn's log10(10000 S + 1)
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
-    """How audio becomes a log-mel spectrogram (librosa's conventions: power mel, `power_to_db`)."""
+    """How audio becomes the features stored for it: a mel power spectrogram (librosa's conventions) compressed
+    in dB, or as musicnn compresses it; optionally each patch of `patch_frames` frames then replaced by a
+    pretrained network's embedding of it (`embedding`, `embedding_size` values per stored frame)."""
 
     sample_rate: int = 22_050
     n_mels: int = 128
@@ -41,14 +46,35 @@ class FeatureConfig:
     fmax: float | None = None
     top_db: float | None = 80.0
     dtype: str = "float16"
+    compression: str = "db"
+    embedding: str | None = None
+    embedding_size: int = 0
+    patch_frames: int = 1
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS or (self.embedding is None) != (self.embedding_size == 0):
+            raise ValueError(f"inconsistent feature settings: {self.to_dict()}")
+
+    @property
+    def width(self) -> int:
+        """Values per stored frame: mel bands, or the embedding's size."""
+        return self.embedding_size if self.embedding else self.n_mels
+
+    @property
+    def frame_seconds(self) -> float:
+        """The time one stored frame advances: a hop, or a whole patch."""
+        return self.patch_frames * self.hop_length / self.sample_rate
 
     def frames_for(self, seconds: float) -> int:
-        """Number of spectrogram frames that cover `seconds` of audio (centred frames, as librosa)."""
-        return int(round(seconds * self.sample_rate / self.hop_length))
+        """Stored frames that cover `seconds` of audio: centred spectrogram frames (rounded, as librosa), or the
+        whole patches that fit in it."""
+        if self.patch_frames > 1:
+            return int(seconds / self.frame_seconds + 1e-9)
+        return int(round(seconds / self.frame_seconds))
 
     def seconds_for(self, frames: int) -> float:
-        """How long `frames` frames of audio last."""
-        return frames * self.hop_length / self.sample_rate
+        """How long `frames` stored frames of audio last."""
+        return frames * self.frame_seconds
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -62,6 +88,23 @@ class FeatureConfig:
         return cls(**values)
 
     def identity(self) -> str:
-        """A short stable hash of the settings: equal configs share it, any change alters it."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True)
+        """A short stable hash of the settings: equal configs share it, any change alters it. Settings at their
+        defaults that were added later are left out, so a store's existing feature sets keep their names."""
+        defaults = {field.name: field.default for field in dataclasses.fields(self) if field.name in LATER_FIELDS}
+        values = {name: value for name, value in self.to_dict().items() if defaults.get(name, object()) != value}
+        canonical = json.dumps(values, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+LATER_FIELDS = ("compression", "embedding", "embedding_size", "patch_frames")
+LOG_MEL = "log-mel"
+MUSICNN = "musicnn"
+# The feature sets a model may ask for (`ModelSpec.features`). musicnn's: its MSD network's 200-d embedding of
+# every 3 s patch (187 frames) of its own front end (16 kHz, 96 Slaney bands, n_fft 512, hop 256, log10).
+FEATURE_SETS: dict[str, FeatureConfig] = {
+    LOG_MEL: FeatureConfig(),
+    MUSICNN: FeatureConfig(
+        sample_rate=16_000, n_mels=96, n_fft=512, hop_length=256, top_db=None, dtype="float32",
+        compression="log10", embedding="musicnn-msd", embedding_size=200, patch_frames=187,
+    ),
+}  # fmt: skip

@@ -12,6 +12,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Self
 
 import numpy as np
 
@@ -28,6 +29,9 @@ class BandStatisticsClassifier:
     `coef`/`intercept` (one row per class in `classes`, or one row for two classes) score it.
     """
 
+    FILE_NAME: ClassVar[str] = FILE_NAME
+    KIND: ClassVar[str] = "baseline"
+
     n_genres: int
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
@@ -42,7 +46,7 @@ class BandStatisticsClassifier:
 
         summaries, labels = [], []
         for clips, batch_labels in batches:
-            summaries.append(band_summary(clips))
+            summaries.append(self.summarise(clips))
             labels.append(batch_labels)
         features, targets = np.concatenate(summaries), np.concatenate(labels)
         scaler = StandardScaler().fit(features)
@@ -52,10 +56,14 @@ class BandStatisticsClassifier:
 
     def predict_on_batch(self, clips: np.ndarray) -> np.ndarray:
         """Probabilities for every genre, zero for a genre that training never saw."""
-        scores = ((band_summary(clips) - self.mean) / self.scale) @ self.coef.T + self.intercept
+        scores = ((self.summarise(clips) - self.mean) / self.scale) @ self.coef.T + self.intercept
         probabilities = np.zeros((clips.shape[0], self.n_genres), dtype=np.float32)
         probabilities[:, self.classes] = _class_probabilities(scores)
         return probabilities
+
+    def summarise(self, clips: np.ndarray) -> np.ndarray:
+        """What the regression sees of each clip: its bands' means and standard deviations over time."""
+        return band_summary(clips)
 
     def count_params(self) -> int:
         """Learned numbers: the regression's weights and intercepts plus the scaler's means and scales."""
@@ -71,13 +79,13 @@ class BandStatisticsClassifier:
         partial.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> BandStatisticsClassifier:
+    def load(cls, path: Path) -> Self:
         """Read the arrays without pickle and check that they fit together; refuse anything else."""
         try:
             with np.load(path, allow_pickle=False) as stored:
                 arrays = {name: stored[name] for name in ARRAYS}
         except (ValueError, KeyError, OSError) as error:
-            raise ValueError(f"{path} is not a genreflow baseline ({error})") from error
+            raise ValueError(f"{path} is not a genreflow {cls.KIND} ({error})") from error
         model = cls(int(arrays.pop("n_genres")), **arrays)
         model.check(path)
         return model
@@ -100,7 +108,7 @@ class BandStatisticsClassifier:
             )
         )
         if not consistent:
-            raise ValueError(f"{path} is not a genreflow baseline: its arrays do not fit together")
+            raise ValueError(f"{path} is not a genreflow {self.KIND}: its arrays do not fit together")
 
 
 def _class_probabilities(scores: np.ndarray) -> np.ndarray:

@@ -23,10 +23,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from genreflow.core import FeatureConfig
+from genreflow.core import FEATURE_SETS, LOG_MEL, MUSICNN, FeatureConfig
 from genreflow.models import import_tensorflow
-from genreflow.models.baseline import FILE_NAME as BASELINE_FILE
 from genreflow.models.baseline import BandStatisticsClassifier
+from genreflow.models.musicnn import EmbeddingHead
 
 KERAS_FILE = "model.keras"
 PICKLE_FILES = ("model.joblib", "model.pkl", "model.pickle")
@@ -51,10 +51,16 @@ class ModelSpec:
     builder: str  # "<module>:<function>"
     display_name: str
     min_frames: int  # the shortest clip it takes: its time pooling must leave at least one step
+    features: str = LOG_MEL  # the feature set it trains on (genreflow.core.FEATURE_SETS)
 
     def __post_init__(self) -> None:
         if self.min_frames < 1 or ":" not in self.builder:
             raise ValueError(f"model {self.name}: min_frames must be >= 1 and builder '<module>:<function>'")
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """How the audio it takes is turned into features."""
+        return FEATURE_SETS[self.features]
 
     @property
     def module(self) -> str:
@@ -75,6 +81,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("cnn", "genreflow.models.cnn:build", "CNN", min_frames=8),  # three time pools of 2
         ModelSpec("rnn", "genreflow.models.rnn:build", "RNN", min_frames=1),
         ModelSpec("crnn", "genreflow.models.crnn:build", "CRNN", min_frames=16),  # four time pools of 2
+        ModelSpec("musicnn", "genreflow.models.musicnn:build", "musicnn (MSD)", min_frames=1, features=MUSICNN),
     )
 }
 
@@ -112,28 +119,34 @@ def check_clip(model: str | ModelSpec, clip_seconds: float, feature_config: Feat
     frames, shortest = feature_config.frames_for(clip_seconds), spec(model).min_frames
     model = spec(model).name
     if frames < shortest:
-        seconds = shortest * feature_config.hop_length / feature_config.sample_rate
+        seconds = feature_config.seconds_for(shortest)
         raise ValueError(
             f"a {clip_seconds:g} s clip is {frames} frame(s); {model} needs at least {shortest} ({seconds:.2f} s)"
         )
     return frames
 
 
+# Models kept as plain arrays (fitted once, no epochs), by the file they are saved in.
+ARRAY_MODELS: dict[str, type[BandStatisticsClassifier]] = {
+    kind.FILE_NAME: kind for kind in (BandStatisticsClassifier, EmbeddingHead)
+}
+
+
 def is_keras(model: Any) -> bool:
-    """Whether `model` trains with Keras (everything but the baseline)."""
+    """Whether `model` trains with Keras (everything but the array models: the baseline, musicnn's head)."""
     return not isinstance(model, BandStatisticsClassifier)
 
 
 def save_model(model: Any, directory: Path) -> Path:
     """Save into `directory` under the file name of its kind; returns the file."""
-    path = directory / (KERAS_FILE if is_keras(model) else BASELINE_FILE)
+    path = directory / (KERAS_FILE if is_keras(model) else model.FILE_NAME)
     model.save(path)
     return path
 
 
 def model_file(directory: Path) -> Path:
     """The saved model inside `directory`, whichever kind it is; a pickle is refused unopened."""
-    for name in (KERAS_FILE, BASELINE_FILE):
+    for name in (KERAS_FILE, *ARRAY_MODELS):
         if (directory / name).is_file():
             return directory / name
     pickles = [name for name in PICKLE_FILES if (directory / name).exists()]
@@ -142,14 +155,14 @@ def model_file(directory: Path) -> Path:
             f"{directory / pickles[0]} is a pickle, which can run code when loaded: genreflow does not open it. "
             "Model directories hold data only; train the model again with this genreflow."
         )
-    raise FileNotFoundError(f"{directory} holds no trained model ({KERAS_FILE} or {BASELINE_FILE})")
+    raise FileNotFoundError(f"{directory} holds no trained model ({' or '.join([KERAS_FILE, *ARRAY_MODELS])})")
 
 
 def load_model(directory: Path) -> Classifier:
     """The model saved in `directory` by `save_model`, loaded as data (see the module's docstring)."""
     path = model_file(directory)
-    if path.name == BASELINE_FILE:
-        return BandStatisticsClassifier.load(path)
+    if path.name in ARRAY_MODELS:
+        return ARRAY_MODELS[path.name].load(path)
     import_tensorflow()
     import keras  # deferred: the registry itself is read without TensorFlow
 

@@ -297,7 +297,7 @@ class FeatureSet:
         for record, features in tracks:
             self._check_features(record, features)
         self.discard_quarantine({record.key for record, _ in tracks})
-        layout = _batch_metadata(self.feature_config.n_mels, self.feature_config.dtype)  # sync: before the trip
+        layout = _batch_metadata(self.feature_config.width, self.feature_config.dtype)  # sync: before the trip
         sync(self._write_batch(_new_batch_name(), tracks, layout))
         self._index = None
 
@@ -405,7 +405,7 @@ class FeatureSet:
         return zarr.Group(self._group)
 
     def _check_features(self, record: TrackRecord, features: np.ndarray) -> None:
-        expected = (record.n_frames, self.feature_config.n_mels)
+        expected = (record.n_frames, self.feature_config.width)
         if features.shape != expected:
             raise ValueError(f"track {record.key}: features {features.shape} do not match {expected}")
         if record.n_frames < 1:
@@ -415,7 +415,7 @@ class FeatureSet:
         self, name: str, tracks: Sequence[tuple[TrackRecord, np.ndarray]], layout: ArrayV3Metadata
     ) -> None:
         """Create the batch array, write every row at once, then mark it complete: one event-loop trip."""
-        shape = (len(tracks), max(record.n_frames for record, _ in tracks), self.feature_config.n_mels)
+        shape = (len(tracks), max(record.n_frames for record, _ in tracks), self.feature_config.width)
         batch = await self._create_batch(name, layout.update_shape(shape), [record.key for record, _ in tracks])
         dtype = self.feature_config.dtype
         await _write_rows(batch, [as_stored(features, dtype) for _, features in tracks])

@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from genreflow.core import FEATURE_SETS, LOG_MEL
+
 if TYPE_CHECKING:
     from genreflow.storage.maintenance import Compaction, Damage
     from genreflow.storage.store import Store
@@ -34,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--store", default="runs/store.zarr", help="store path or fsspec URL (default %(default)s)")
     extract.add_argument("--workers", type=int, default=None, help="Dask workers for a local cluster (default: cores)")
     extract.add_argument("--dask-address", default=None, help="use this running Dask scheduler instead")
+    extract.add_argument(
+        "--features", choices=list(FEATURE_SETS), default=LOG_MEL,
+        help="the feature set to extract: the log-mel every model but musicnn uses, or musicnn's embeddings "
+        "(default %(default)s)",
+    )  # fmt: skip
     extract.add_argument("--tracks-per-genre", type=int, default=20, help="synthetic collection size (default 20)")
     extract.add_argument("--synthetic-seed", type=int, default=0, help="synthetic collection seed (default 0)")
     extract.add_argument(
@@ -84,7 +91,6 @@ def run_extract(args: argparse.Namespace) -> int:
     could not be written."""
     from tqdm import tqdm
 
-    from genreflow.core import FeatureConfig
     from genreflow.storage.schema import CollectionTrack, StoreError
     from genreflow.storage.store import Store, absolute_location
     from genreflow.tasks.cluster import dask_client
@@ -93,7 +99,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     location = absolute_location(args.store)
-    config = FeatureConfig()
+    config = FEATURE_SETS[args.features]
     try:
         synthetic_root = args.synthetic_dir or default_synthetic_root(location)
         collection = load_collection(args.data, args.tracks_per_genre, synthetic_root, args.synthetic_seed)

@@ -81,7 +81,7 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train, evaluate, print where the model is and how it did."""
-    from genreflow.core import FeatureConfig
+    from genreflow.models.registry import spec
     from genreflow.storage.schema import StoreError
     from genreflow.storage.store import absolute_location
     from genreflow.tasks.evaluation.evaluate import evaluate_cell
@@ -92,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
     store = absolute_location(args.store)
     collection = None if args.data is None else str(Path(args.data).resolve())
     try:
-        data = TrainingData.from_store(store, FeatureConfig(), collection)
+        data = TrainingData.from_store(store, spec(args.model).feature_config, collection)
         train_cell(data, args.model, args.clip, args.seed, args.split, model_dir, **_given(args, TRAINING_OPTIONS))
         result = evaluate_cell(model_dir, store)
     except (ValueError, StoreError, FileNotFoundError) as error:

@@ -35,7 +35,7 @@ from genreflow.tasks.collection.scan import AUDIO_EXTENSIONS, content_key, list_
 from genreflow.tasks.evaluation.scoring import predict_clips
 from genreflow.tasks.features.audio import AudioError, SourceError, decode_audio, read_source
 from genreflow.tasks.features.clips import cut_clips, evaluation_starts
-from genreflow.tasks.features.logmel import log_mel
+from genreflow.tasks.features.compute import compute_features
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def file_features(path: str, config: FeatureConfig, clip_seconds: float) -> tupl
     """One file's content key and its log-mel exactly as extraction stores it (with the store's rounding)."""
     data = read_source(path)
     audio = decode_audio(data, path, config.sample_rate, min_seconds=clip_seconds)
-    return content_key(data), as_stored(log_mel(audio, config), config.dtype).astype(np.float32)
+    return content_key(data), as_stored(compute_features(audio, config), config.dtype).astype(np.float32)
 
 
 def _folder_inputs(folder: Path) -> list[AudioInput]:

@@ -34,7 +34,7 @@ from genreflow.storage.schema import CollectionRecord, QuarantineRecord, TrackRe
 from genreflow.storage.store import FeatureSet
 from genreflow.tasks.collection.scan import Collection, SourceTrack, content_key
 from genreflow.tasks.features.audio import AudioError, decode_audio, read_source
-from genreflow.tasks.features.logmel import log_mel
+from genreflow.tasks.features.compute import compute_features, too_short_for
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -221,11 +221,14 @@ def _extract_features(
         raise SourceChanged(f"{track.path} changed after it was scanned: run again to extract its new content")
     try:
         audio = decode_audio(data, track.path, feature_config.sample_rate)
+        unusable = too_short_for(audio, feature_config)
     except AudioError as error:
-        quarantine = QuarantineRecord(track.key, error.reason, track.path)
+        unusable = error.reason
+    if unusable:
+        quarantine = QuarantineRecord(track.key, unusable, track.path)
         _write_or_fail(feature_set, lambda: feature_set.quarantine(quarantine))
-        return TrackOutcome(track.track_id, "quarantined", error.reason, 0.0, time.perf_counter() - started)
-    features = log_mel(audio, feature_config)
+        return TrackOutcome(track.track_id, "quarantined", unusable, 0.0, time.perf_counter() - started)
+    features = compute_features(audio, feature_config)
     record = TrackRecord(track.key, features.shape[0], audio.size / feature_config.sample_rate, track.path)
     return _Extracted(track.track_id, record, features, time.perf_counter() - started)
 

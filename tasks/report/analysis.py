@@ -64,15 +64,16 @@ def model_sort_key(model: str) -> tuple[int, str]:
 
 
 def unfinished_cells(folder: RunFolder) -> list[dict[str, Any]]:
-    """Cells the flow reported as failed, and cells the run's parameters asked for that have no result."""
+    """Cells the flow reported as failed or skipped (a clip too short for the model), and cells the run's
+    parameters asked for that have no result."""
     finished = {(cell.model, cell.clip_seconds, cell.seed) for cell in folder.cells}
     unfinished = {
         (entry["model"], float(entry["clip_seconds"]), int(entry["seed"])): (
-            "failed",
-            first_line(entry.get("error") or "failed"),
+            entry["status"],
+            first_line(entry.get("error") or entry["status"]),
         )
         for entry in folder.summary.get("cells", [])
-        if entry.get("status") == "failed"
+        if entry.get("status") in ("failed", "skipped")
     }
     parameters = folder.run.get("parameters", {})
     for model in parameters.get("models", []):

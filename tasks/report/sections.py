@@ -72,7 +72,10 @@ def headline_entry(analysis: Analysis, model: str, clip: float) -> str:
     summary = analysis.summary(model, clip)
     if summary is None:
         statuses = {e["status"] for e in analysis.unfinished if (e["model"], e["clip_seconds"]) == (model, clip)}
-        return "failed" if "failed" in statuses else "no result" if statuses else "not run"
+        for status in ("failed", "skipped"):
+            if status in statuses:
+                return status
+        return "no result" if statuses else "not run"
     return f"{spread_text(summary.track_accuracy)} {interval_text(summary.accuracy_interval)}"
 
 

@@ -147,7 +147,7 @@ def fit_band_normaliser(store: FeatureSet, keys: Sequence[str]) -> BandNormalise
     """Per-band mean and standard deviation over every frame of the tracks `keys`, a few tracks at a time."""
     if not keys:
         raise ValueError("normalisation needs at least one training track")
-    n_mels = store.feature_config.n_mels
+    n_mels = store.feature_config.width
     total, total_squares, count = np.zeros(n_mels), np.zeros(n_mels), 0
     with ThreadPoolExecutor(READ_THREADS) as pool:
         for first in range(0, len(keys), 4 * READ_THREADS):
@@ -212,7 +212,7 @@ class ClipStream:
     def _windows(self, plan: Sequence[TrackClips]) -> Iterator[list[TrackClips]]:
         """Consecutive runs of the plan whose reads and clips take at most a third of the memory cap."""
         budget = self.memory_cap_mb * 2**20 / 3
-        bytes_per_frame = 4 * self.store.feature_config.n_mels * 2  # float32, and one temporary while normalising
+        bytes_per_frame = 4 * self.store.feature_config.width * 2  # float32, and one temporary while normalising
         window: list[TrackClips] = []
         used = 0.0
         for item in plan:
@@ -252,7 +252,7 @@ def to_tf_dataset(batches: Callable[[], Iterator[Batch]], stream: ClipStream, ba
     """A `tf.data` pipeline over `batches` (called afresh per pass) that reads ahead `PREFETCH_BATCHES`."""
     tf = import_tensorflow()  # deferred: nothing else in this module needs TensorFlow
     signature = (
-        tf.TensorSpec((None, stream.clip_frames, stream.store.feature_config.n_mels), tf.float32),
+        tf.TensorSpec((None, stream.clip_frames, stream.store.feature_config.width), tf.float32),
         tf.TensorSpec((None,), tf.int32),
     )
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)

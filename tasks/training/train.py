@@ -118,7 +118,7 @@ def split_by_length(
     others are excluded."""
     shortest = clip_frames - feature_config.frames_for(SHORT_TOLERANCE_S)
     kept = [track for track in tracks if track.n_frames >= shortest]
-    seconds = clip_frames * feature_config.hop_length / feature_config.sample_rate
+    seconds = feature_config.seconds_for(clip_frames)
     excluded = {
         track.track_id: f"shorter than the clip ({track.n_frames} frames < {clip_frames}, {seconds:.2f} s)"
         for track in tracks
@@ -188,7 +188,7 @@ def _check_trainable(
         raise ValueError(f"no tracks to train on in {data.collection}")
     if not usable:
         config = data.feature_config
-        longest = max(track.n_frames for track in stored) * config.hop_length / config.sample_rate
+        longest = config.seconds_for(max(track.n_frames for track in stored))
         raise ValueError(
             f"every track of {data.collection} is shorter than a {clip_seconds:g} s clip (the longest lasts "
             f"{longest:.1f} s); choose a shorter clip"
@@ -277,7 +277,7 @@ def _fresh_model(cell: CellInfo, model_spec: ModelSpec) -> Any:
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(cell.seed)
-    return build_model(model_spec, (cell.clip_frames, cell.feature_config.n_mels), len(cell.genres))
+    return build_model(model_spec, (cell.clip_frames, cell.feature_config.width), len(cell.genres))
 
 
 def _fit(model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings) -> dict[str, list[float]]:

@@ -24,12 +24,13 @@ def clips(n: int, frames: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, frames, N_MELS)).astype(np.float32)
 
 
-def test_the_registry_names_the_four_models_of_the_issue() -> None:
-    assert model_names() == ("baseline", "cnn", "rnn", "crnn")
+def test_the_registry_names_the_models_of_the_issues() -> None:
+    assert model_names() == ("baseline", "cnn", "rnn", "crnn", "musicnn")
     assert {name: MODELS[name].module for name in model_names()} == {
         name: f"genreflow.models.{name}" for name in model_names()
     }
-    assert [MODELS[name].display_name for name in model_names()] == ["baseline", "CNN", "RNN", "CRNN"]
+    assert [MODELS[name].display_name for name in model_names()] == ["baseline", "CNN", "RNN", "CRNN", "musicnn (MSD)"]
+    assert [MODELS[name].features for name in model_names()] == ["log-mel"] * 4 + ["musicnn"]
 
 
 @pytest.mark.parametrize("name", ["cnn", "rnn", "crnn"])
