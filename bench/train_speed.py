@@ -92,7 +92,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keras-batch-norm", action="store_true", help="train with Keras' own batch norm ops (the slow baseline)"
     )
-    parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--warmup-steps", type=int, default=2, help="untimed steps after the first (default 2)")
     arguments = parser.parse_args(argv)
     if arguments.processes < 1 or arguments.threads < 1 or arguments.seconds <= 0:
         parser.error("--processes and --threads must be >= 1 and --seconds > 0")

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from genreflow.models.fused import fuse_batch_norms
+from genreflow.models.precision import dtype_policy
 from genreflow.models.registry import build_model, load_model, save_model
 from genreflow.tasks.training.train import compile_for_training
 
@@ -22,9 +23,10 @@ def data(frames: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(size=(8, frames, N_MELS)).astype(np.float32), rng.integers(0, 3, size=8)
 
 
-def trained(name: str, frames: int, fused: bool) -> tuple[keras.Model, list[float]]:
+def trained(name: str, frames: int, fused: bool, precision: str = "float32") -> tuple[keras.Model, list[float]]:
     keras.utils.set_random_seed(0)
-    model = build_model(name, (frames, N_MELS), 3)
+    with dtype_policy(precision):
+        model = build_model(name, (frames, N_MELS), 3)
     compile_for_training(model, 1e-3, fused_batch_norm=fused)
     x, y = data(frames)
     history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
@@ -43,6 +45,18 @@ def test_fused_training_is_keras_training_up_to_rounding(name: str, frames: int,
         # rounding difference in a near-zero gradient shows up to 1e-3; the moving statistics are tighter.
         tolerance = 1e-4 if "moving" in keras_weight.path else 2e-3
         np.testing.assert_allclose(fused_weight.numpy(), keras_weight.numpy(), atol=tolerance)
+
+
+def test_in_bfloat16_the_fused_kernel_reads_the_activation_as_it_is_and_trains_as_keras_does() -> None:
+    # Keras casts to float32 around its ops; the fused kernel computes in float32 inside.
+    _, keras_loss = trained("cnn", 22, fused=False, precision="bfloat16")
+    fused_model, fused_loss = trained("cnn", 22, fused=True, precision="bfloat16")
+    np.testing.assert_allclose(fused_loss, keras_loss, rtol=1e-2)  # bfloat16 keeps 3 significant digits
+    layer = next(layer for layer in fused_model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    x = tf.zeros((2, 22, 128, 32), "bfloat16")
+    graph = tf.function(lambda inputs: layer(inputs, training=True)).get_concrete_function(x).graph
+    fused_ops = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+    assert [op.get_attr("T") for op in fused_ops] == [tf.bfloat16]
 
 
 def test_the_fused_kernel_is_what_trains_and_only_while_training() -> None:
