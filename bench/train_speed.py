@@ -29,6 +29,7 @@ import math
 import multiprocessing
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -154,8 +155,11 @@ def configure(settings: Settings) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def measure(model_name: str, clip_seconds: float, settings: Settings) -> Measurement:
-    """Train `model_name` on random `clip_seconds` clips for `settings.seconds` after warm-up; see the module."""
+def measure(
+    model_name: str, clip_seconds: float, settings: Settings, ready: Callable[[], Any] | None = None
+) -> Measurement:
+    """Train `model_name` on random `clip_seconds` clips for `settings.seconds` after warm-up; see the module.
+    `ready`, if given, is called between the warm-up and the timed steps (processes wait there for each other)."""
     tf = import_tensorflow()
     import keras
 
@@ -176,6 +180,8 @@ def measure(model_name: str, clip_seconds: float, settings: Settings) -> Measure
     model.fit(data, steps_per_epoch=settings.warmup_steps, epochs=1, verbose=0)
     step_s = (time.perf_counter() - started) / settings.warmup_steps
     matmul = Matmul("float32")
+    if ready is not None:
+        ready()
     # Training and matmul alternate in ROUNDS slices, so that both see the same share of the cores when
     # other work comes and goes; the matmul gets a quarter of the training's time.
     chunk = max(1, round(settings.seconds / ROUNDS / step_s))
@@ -207,11 +213,9 @@ def measure(model_name: str, clip_seconds: float, settings: Settings) -> Measure
 
 
 def _child(model: str, clip: float, settings: Settings, barrier: Any, results: Any) -> None:
-    """One of `--processes`: build and warm up, wait for the others, then measure."""
+    """One of `--processes`: build and warm up, wait for the others (so the timed steps overlap), measure."""
     configure(settings)
-    import_tensorflow()
-    barrier.wait()
-    results.put(asdict(measure(model, clip, settings)))
+    results.put(asdict(measure(model, clip, settings, ready=barrier.wait)))
 
 
 def measure_in_processes(model: str, clip: float, settings: Settings, processes: int) -> Measurement:
@@ -310,7 +314,12 @@ def main(argv: list[str] | None = None) -> None:
     print(table(rows))
     summary = {
         "cpu": cpu_model(),
-        "settings": {**asdict(settings), "processes": arguments.processes, "batch": BATCH},
+        "settings": {
+            **asdict(settings),
+            **({"threads": 1, "inter_op": 1} if arguments.processes > 1 else {}),
+            "processes": arguments.processes,
+            "batch": BATCH,
+        },
         "matmul_fp32_gflops": round(matmul32, 1),
         "matmul_bf16_gflops": round(bf16, 1) if bf16 else None,
         "results": [
