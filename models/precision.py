@@ -1,0 +1,86 @@
+"""Which precision a model trains in: float32, or Keras' mixed_bfloat16 where bfloat16 pays.
+
+`resolve_precision` turns the requested setting ('auto', 'float32' or 'bfloat16') into the one used. 'auto'
+picks bfloat16 only for a model whose training bench/train_speed.py measured faster in mixed_bfloat16 on
+that kind of device (`BF16_PAYS`), and only where the hardware computes in bfloat16 natively: a CPU with
+AVX512_BF16 or AMX, a GPU of compute capability 8.0 or newer. Elsewhere bfloat16 is emulated, and slower.
+`dtype_policy` applies the choice while a model is built (Keras fixes a layer's dtypes when it is made).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+MIN_GPU_CAPABILITY = (8, 0)  # Ampere: bfloat16 tensor cores
+
+# Models measured faster in mixed_bfloat16 than in float32 (bench/train_speed.md), by kind of device. On the
+# Sapphire Rapids CPU (AMX) the CRNN trained faster in bfloat16, the CNN no faster and the RNN slower. No GPU
+# has been measured yet, so 'auto' keeps float32 there until one is.
+BF16_PAYS: dict[str, frozenset[str]] = {"cpu": frozenset({"crnn"}), "gpu": frozenset()}
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags as the kernel lists them (empty where /proc/cpuinfo is absent)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def cpu_supports_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX)."""
+    return bool(CPU_BF16_FLAGS & (cpu_flags() if flags is None else flags))
+
+
+def gpu_supports_bf16(device: str) -> bool:
+    """Whether a GPU named 'gpu:<major>.<minor>' (its compute capability) has bfloat16 tensor cores."""
+    _, _, capability = device.partition(":")
+    try:
+        major, minor = (int(part) for part in capability.split("."))
+    except ValueError:
+        raise ValueError(f"a GPU is named 'gpu:<major>.<minor>' (compute capability), got {device!r}") from None
+    return (major, minor) >= MIN_GPU_CAPABILITY
+
+
+def resolve_precision(requested: str, model_name: str, device: str) -> str:
+    """'float32' or 'bfloat16' for training `model_name` on `device` ('cpu', or 'gpu:<compute capability>',
+    e.g. 'gpu:8.0'). An explicit 'float32' or 'bfloat16' is kept; 'auto' is bfloat16 only where it pays."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    kind = device.partition(":")[0]
+    if kind not in BF16_PAYS:
+        raise ValueError(f"device must be 'cpu' or 'gpu:<major>.<minor>', got {device!r}")
+    if requested != "auto":
+        return requested
+    native = cpu_supports_bf16() if kind == "cpu" else gpu_supports_bf16(device)
+    return "bfloat16" if native and model_name in BF16_PAYS[kind] else "float32"
+
+
+def keras_policy(precision: str) -> str:
+    """The Keras dtype policy of a resolved precision."""
+    if precision not in PRECISIONS[1:]:
+        raise ValueError(f"a resolved precision is 'float32' or 'bfloat16', got {precision!r}")
+    return "mixed_bfloat16" if precision == "bfloat16" else "float32"
+
+
+@contextmanager
+def dtype_policy(precision: str) -> Iterator[None]:
+    """Build models inside this block to build them in `precision` ('float32' or 'bfloat16'); Keras' global
+    policy is restored afterwards. A model keeps the dtypes it was built with."""
+    import keras
+
+    policy = keras_policy(precision)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
