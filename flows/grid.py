@@ -40,11 +40,11 @@ from genreflow.flows.locks import cache_lock_manager
 from genreflow.models.directory import RESULT_FILE, is_remote, local_copy, publish
 from genreflow.models.registry import ModelSpec, check_clip, spec
 from genreflow.tasks.cluster import cell_threads, default_worker_count, local_cluster, workers_per_host
-from genreflow.tasks.training.train import TrainingData
+from genreflow.tasks.training.train import TrainingData, cell_precision
 
 # Settings that change what a cell learns; everything else (paths, threads) leaves its result valid. The
 # data's identity enters as its data version (feature configuration and every track's id, label and content).
-KEY_PARAMETERS = ("model", "clip_seconds", "seed", "split", "epochs", "batch_size", "crops_per_track")
+KEY_PARAMETERS = ("model", "clip_seconds", "seed", "split", "epochs", "batch_size", "crops_per_track", "precision")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ def training_key(parameters: dict[str, Any]) -> str:
     what it runs."""
     identity = {name: parameters[name] for name in KEY_PARAMETERS}
     identity["model"] = parameters["model"].name
+    identity["precision"] = cell_precision(parameters["precision"], parameters["model"])  # auto: as resolved here
     identity["data_version"] = parameters["data"].data_version
     identity["code_version"] = code_version(parameters["model"].module)
     return f"train-{stable_hash(identity)}"
@@ -112,6 +113,7 @@ def train_task(
     epochs: int,
     batch_size: int,
     crops_per_track: int | None,
+    precision: str,
     models_root: str,
     workers_on_hosts: dict[str, int],
 ) -> dict[str, Any]:
@@ -132,6 +134,7 @@ def train_task(
         train_cell(
             data, model, clip_seconds, seed, split, model_dir,
             epochs=epochs, batch_size=batch_size, crops_per_track=crops_per_track, threads=threads,
+            precision=precision,
         )  # fmt: skip
     try:
         worker = f"worker {get_worker().name} ({get_worker().address})"
@@ -220,6 +223,7 @@ class GridSettings:
     epochs: int
     batch_size: int
     crops_per_track: int | None
+    precision: str
     cache: CacheLocation
     cache_url: str  # the --cache the run was given: its locks are named after it
 
@@ -287,7 +291,7 @@ class Grid:
         parameters = {
             "data": grid.data[model.features], "model": model, "clip_seconds": cell.clip_seconds, "seed": cell.seed,
             "split": grid.split, "epochs": grid.epochs, "batch_size": grid.batch_size,
-            "crops_per_track": grid.crops_per_track,
+            "crops_per_track": grid.crops_per_track, "precision": grid.precision,
             "models_root": grid.cache.models_root, "workers_on_hosts": self.workers_on_hosts,
         }  # fmt: skip
         return self.runner.submit(self.trainer.with_options(task_run_name=f"train-{cell.name}"), parameters)

@@ -195,7 +195,9 @@ def run_genreflow(**parameters: Any) -> dict[str, Any] | State:
 
     cells = [Cell(model, seconds, seed) for model in run.models for seconds in run.clip_seconds for seed in run.seeds]
     data = {name: ready["training_data"] for name, ready in prepared.items()}
-    grid = GridSettings(data, run.split, run.epochs, run.batch_size, run.crops_per_track, cache_location, run.cache)
+    grid = GridSettings(
+        data, run.split, run.epochs, run.batch_size, run.crops_per_track, run.precision, cache_location, run.cache
+    )
     with api_for_workers(), training_runner(run.dask_address, run.train_slots) as runner:
         outcomes, results = run_grid(cells, grid, runner)
 

@@ -12,7 +12,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.fields import FieldInfo
@@ -25,6 +25,7 @@ from genreflow.tasks.training.splits import SPLIT_PATTERN
 # own messages (flows/preflight.py), against the registry as it is when the run starts.
 ModelName = Annotated[str, Field(json_schema_extra={"enum": list(model_names())})]
 SplitName = Annotated[str, WithJsonSchema({"type": "string", "pattern": SPLIT_PATTERN})]
+Precision = Literal["auto", "float32", "bfloat16"]  # models.precision.PRECISIONS (a test keeps them equal)
 
 
 class RunParameters(BaseModel):
@@ -47,6 +48,8 @@ class RunParameters(BaseModel):
                              "or kfold:K (K folds, K >= 2).")  # fmt: skip
     epochs: int = Field(DEFAULT_EPOCHS, ge=1, description="Most epochs per training (early stopping on validation).")
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="Clips per training step.")
+    precision: Precision = Field("auto", description="Training precision: auto (bfloat16 only for the models and "
+                                 "CPUs/GPUs where it measured faster), float32 or bfloat16.")  # fmt: skip
     crops_per_track: int | None = Field(None, ge=1, description="Random crops of each training track per epoch, at "
                                         "most (none: as many as the track holds clips).")  # fmt: skip
     store: str = Field("runs/store.zarr", description="The Zarr store: a local path or an fsspec URL.")

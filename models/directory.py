@@ -55,6 +55,7 @@ class TrainingSettings:
     patience: int = DEFAULT_PATIENCE
     crops_per_track: int | None = None
     memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB
+    precision: str = "float32"  # as resolved for the model and device (models/precision.py)
 
     def check(self) -> None:
         """Refuse settings that cannot train, naming the setting."""
@@ -85,6 +86,7 @@ class CellInfo:
     excluded: dict[str, str]  # track id -> why it was not trained or tested on
     folds: int
     settings: TrainingSettings = field(default_factory=TrainingSettings)
+    device: str = "cpu"  # what trained it: "cpu: <model>" or "gpu:<capability> <name>"
 
     def save(self, model_dir: Path) -> None:
         values = asdict(self)

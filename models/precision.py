@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -62,6 +63,39 @@ def resolve_precision(requested: str, model_name: str, device: str) -> str:
         return requested
     native = cpu_supports_bf16() if kind == "cpu" else gpu_supports_bf16(device)
     return "bfloat16" if native and model_name in BF16_PAYS[kind] else "float32"
+
+
+@cache
+def training_device() -> str:
+    """'cpu', or 'gpu:<compute capability>' of the first GPU TensorFlow sees: the device cells train on."""
+    from genreflow.models import import_tensorflow
+
+    tensorflow = import_tensorflow()
+    gpus = tensorflow.config.list_physical_devices("GPU")
+    if not gpus:
+        return "cpu"
+    major, minor = tensorflow.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+    return f"gpu:{major}.{minor}"
+
+
+def device_description() -> str:
+    """The training device for a cell's record: 'cpu: <CPU model>' or 'gpu:<capability> <GPU name>'."""
+    device = training_device()
+    if device == "cpu":
+        return f"cpu: {_cpu_model()}"
+    from genreflow.models import import_tensorflow
+
+    tensorflow = import_tensorflow()
+    name = tensorflow.config.experimental.get_device_details(tensorflow.config.list_physical_devices("GPU")[0])
+    return f"{device} {name.get('device_name', 'GPU')}"
+
+
+def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return "unknown"
+    return next((line.partition(":")[2].strip() for line in lines if line.startswith("model name")), "unknown")
 
 
 def keras_policy(precision: str) -> str:

@@ -52,6 +52,7 @@ class ModelSpec:
     display_name: str
     min_frames: int  # the shortest clip it takes: its time pooling must leave at least one step
     features: str = LOG_MEL  # the feature set it trains on (genreflow.core.FEATURE_SETS)
+    neural: bool = True  # a Keras network trained in epochs, or arrays fitted once by scikit-learn
 
     def __post_init__(self) -> None:
         if self.min_frames < 1 or ":" not in self.builder:
@@ -77,11 +78,13 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("baseline", "genreflow.models.baseline:build", "baseline", min_frames=1),
+        ModelSpec("baseline", "genreflow.models.baseline:build", "baseline", min_frames=1, neural=False),
         ModelSpec("cnn", "genreflow.models.cnn:build", "CNN", min_frames=8),  # three time pools of 2
         ModelSpec("rnn", "genreflow.models.rnn:build", "RNN", min_frames=1),
         ModelSpec("crnn", "genreflow.models.crnn:build", "CRNN", min_frames=16),  # four time pools of 2
-        ModelSpec("musicnn", "genreflow.models.musicnn:build", "musicnn (MSD)", min_frames=1, features=MUSICNN),
+        ModelSpec(
+            "musicnn", "genreflow.models.musicnn:build", "musicnn (MSD)", min_frames=1, features=MUSICNN, neural=False
+        ),
     )
 }
 

@@ -17,7 +17,8 @@ def test_the_flow_takes_exactly_the_declared_parameters_with_their_defaults_and_
     for name, field in FIELDS.items():
         assert properties[name]["description"] == field.description, name
         assert properties[name].get("default") == default_of(name), name
-    assert properties["models"]["items"]["enum"] == ["baseline", "cnn", "rnn", "crnn"]  # the UI offers choices
+    assert properties["models"]["items"]["enum"] == ["baseline", "cnn", "rnn", "crnn", "musicnn"]  # UI choices
+    assert properties["precision"]["enum"] == ["auto", "float32", "bfloat16"]
     assert "kfold" in properties["split"]["pattern"]
     assert schema["required"] == []
 

@@ -16,7 +16,7 @@ from typing import Any
 from genreflow.core import cell_name
 from genreflow.models.registry import MODELS
 
-TRAINING_OPTIONS = ("epochs", "patience", "batch_size", "learning_rate", "crops_per_track", "threads")
+TRAINING_OPTIONS = ("epochs", "patience", "batch_size", "learning_rate", "crops_per_track", "threads", "precision")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,6 +63,10 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="random crops per training track per epoch (default: as many clips as the track holds)",
     )
     train.add_argument("--threads", type=int, help="TensorFlow threads (default: TensorFlow's choice, every core)")
+    train.add_argument(
+        "--precision", choices=["auto", "float32", "bfloat16"],
+        help="auto (default: bfloat16 only where it measured faster on this device), float32 or bfloat16",
+    )  # fmt: skip
     train.set_defaults(handler=run_train)
 
 

@@ -28,6 +28,7 @@ thread pools on first use, so `threads` takes effect only in a process that has 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -56,6 +57,7 @@ from genreflow.models.directory import (
     write_json,
 )
 from genreflow.models.fused import fuse_batch_norms
+from genreflow.models.precision import device_description, dtype_policy, resolve_precision, training_device
 from genreflow.models.registry import ModelSpec, build_model, check_clip, is_keras, save_model, spec
 from genreflow.storage.schema import CollectionTrack, StoreError, data_version
 from genreflow.storage.store import FeatureSet, Store
@@ -142,12 +144,17 @@ def train_cell(
     patience: int = DEFAULT_PATIENCE,
     crops_per_track: int | None = None,
     memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB,
+    precision: str = "auto",
 ) -> Path:
     """Train `model` (a registered name, or the entry itself) on `clip_seconds` clips of `data`'s tracks into
     `out_dir` (the model directory)."""
-    settings = TrainingSettings(epochs, batch_size, learning_rate, patience, crops_per_track, memory_cap_mb)
-    settings.check()
     model_spec = spec(model)
+    settings = TrainingSettings(
+        epochs, batch_size, learning_rate, patience, crops_per_track, memory_cap_mb,
+        cell_precision(precision, model_spec),
+    )  # fmt: skip
+    settings.check()
+    _check_feature_set(model_spec, data)
     clip_frames = check_clip(model_spec, clip_seconds, data.feature_config)
     store = FeatureSet.open(data.store, data.feature_config)
     stored = labelled_tracks(store, data.tracks)
@@ -172,6 +179,7 @@ def train_cell(
         excluded=excluded,
         folds=len(folds),
         settings=settings,
+        device=device_description(),
     )
     model_dir = _fresh_model_dir(Path(out_dir))
     by_id = {track.track_id: track for track in usable}
@@ -202,10 +210,32 @@ def _check_trainable(
         )
 
 
+def _check_feature_set(model_spec: ModelSpec, data: TrainingData) -> None:
+    """A model trains on the kind of features it was made for (musicnn on its embeddings, the rest on log-mels)."""
+    wanted, given = model_spec.feature_config, data.feature_config
+    if (wanted.compression, wanted.embedding) != (given.compression, given.embedding):
+        raise ValueError(
+            f"{model_spec.name} trains on the {model_spec.features} feature set, not on the one given "
+            f"(feature id {given.identity()}): extract it with `genreflow extract --features {model_spec.features}`"
+        )
+
+
+def cell_precision(requested: str, model_spec: ModelSpec) -> str:
+    """The precision a cell trains in: `requested` resolved for its model on this machine's device; float32 for
+    the models fitted by scikit-learn (no epochs, no Keras), whatever was asked."""
+    if not model_spec.neural:
+        return "float32"
+    return resolve_precision(requested, model_spec.name, training_device())
+
+
 def configure_tensorflow(threads: int | None) -> None:
-    """Deterministic ops, and `threads` for TensorFlow's pools if it has not started them yet."""
+    """Deterministic ops, GPU memory taken as needed (several cells may share a GPU), and `threads` for
+    TensorFlow's pools if it has not started them yet."""
     tf = import_tensorflow()
     tf.config.experimental.enable_op_determinism()
+    for gpu in tf.config.list_physical_devices("GPU"):
+        with contextlib.suppress(RuntimeError):  # already initialised: it keeps the setting it started with
+            tf.config.experimental.set_memory_growth(gpu, True)
     if not threads:
         return
     try:
@@ -278,15 +308,19 @@ def _fresh_model(cell: CellInfo, model_spec: ModelSpec) -> Any:
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(cell.seed)
-    return build_model(model_spec, (cell.clip_frames, cell.feature_config.width), len(cell.genres))
+    with dtype_policy(cell.settings.precision):
+        return build_model(model_spec, (cell.clip_frames, cell.feature_config.width), len(cell.genres))
 
 
 def _fit(model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings) -> dict[str, list[float]]:
-    """Train; returns the per-epoch history (empty lists for the baseline, which is not trained in epochs)."""
-    training = epoch_batches(stream, tracks.train, tracks.genre_index, settings.crops_per_track, tracks.seed)
+    """Train; returns the per-epoch history (empty lists for the array models, which are not trained in epochs).
+    The validation tracks choose a network's epoch; the array models have no epochs to choose, so they are
+    fitted on the training and validation tracks together (their test tracks stay unseen)."""
     if not is_keras(model):
-        model.fit_batches(training())
+        fitting = [*tracks.train, *tracks.valid]
+        model.fit_batches(epoch_batches(stream, fitting, tracks.genre_index, settings.crops_per_track, tracks.seed)())
         return {name: [] for name in HISTORY_KEYS}
+    training = epoch_batches(stream, tracks.train, tracks.genre_index, settings.crops_per_track, tracks.seed)
     return _fit_keras(model, stream, training, tracks, settings)
 
 

@@ -16,9 +16,7 @@ from tests.support.music import tiny_collection
 pytest.importorskip("musicnn", reason="musicnn's weights are installed by make venv")
 
 
-def test_musicnn_cells_train_on_their_own_features_and_a_1s_clip_is_skipped(
-    prefect_api: str, tmp_path: Path
-) -> None:
+def test_musicnn_cells_train_on_their_own_features_and_a_1s_clip_is_skipped(prefect_api: str, tmp_path: Path) -> None:
     from genreflow.flows.pipeline import genreflow_flow
     from genreflow.tasks.evaluation.predict import predict_paths
 

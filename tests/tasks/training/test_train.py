@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreflow.core import FeatureConfig
-from genreflow.models.registry import build_model, load_model, model_names
+from genreflow.core import LOG_MEL, FeatureConfig
+from genreflow.models.registry import build_model, load_model, model_names, spec
 from genreflow.storage.schema import StoreError
 from genreflow.storage.store import FeatureSet
 from genreflow.tasks.evaluation.evaluate import evaluate_cell
@@ -34,7 +34,7 @@ def keys_of(data: TrainingData, track_ids: list[str]) -> list[str]:
     return [by_id[track_id] for track_id in track_ids]
 
 
-@pytest.mark.parametrize("model", model_names())
+@pytest.mark.parametrize("model", [name for name in model_names() if spec(name).features == LOG_MEL])
 def test_each_model_trains_into_a_self_contained_model_directory(
     model: str, tiny_store: TrainingData, tmp_path: Path
 ) -> None:
@@ -208,3 +208,26 @@ def test_the_cnn_learns_the_synthetic_collection_clearly_above_chance(tmp_path: 
     assert result["n_tracks"]["test"] == 18
     assert result["metrics"]["track"]["accuracy"] >= 2.5 * chance
     assert result["metrics"]["clip"]["accuracy"] >= 2 * chance
+
+
+def test_a_cell_trains_in_the_precision_asked_for_and_its_record_says_so_and_on_what(
+    tiny_store: TrainingData, tmp_path: Path
+) -> None:
+    model_dir = train_cell(
+        tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / "bf16", epochs=1, precision="bfloat16"
+    )
+    cell = CellInfo.load(model_dir)
+    assert cell.settings.precision == "bfloat16" and cell.device.startswith(("cpu: ", "gpu:"))
+    model = load_model(fold_dir(model_dir, 0))
+    assert {layer.dtype_policy.name for layer in model.layers if layer.weights} >= {"mixed_bfloat16"}
+    baseline_dir = train_cell(
+        tiny_store, "baseline", CLIP_SECONDS, 0, "stratified", tmp_path / "b", precision="bfloat16"
+    )
+    assert CellInfo.load(baseline_dir).settings.precision == "float32"  # fitted by scikit-learn: no bfloat16
+
+
+def test_musicnn_refuses_log_mel_data_and_names_the_feature_set_to_extract(
+    tiny_store: TrainingData, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="genreflow extract --features musicnn"):
+        train_cell(tiny_store, "musicnn", 3.0, 0, "stratified", tmp_path / "m")
