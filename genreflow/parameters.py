@@ -61,7 +61,7 @@ class RunParameters(BaseModel):
     workers: int | None = Field(None, ge=1, description="Local cluster workers for extraction (none: one per core).")
     train_slots: int | None = Field(
         None, ge=1, description="Cells trained at once on a local cluster, the cores shared among them (none: one "
-        "per core, the fastest measured here).",
+        "per two cores, each on two threads: as fast as one per core where measured, with half the memory).",
     )  # fmt: skip
 
     def locations(self) -> list[str]:
