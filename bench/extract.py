@@ -26,7 +26,8 @@ cost. Stages 1-4 and the machine loop run --repeats times (default 3), all of th
 repeat, with the Dask cluster and the process pool started once and kept: so each repeat's stages meet the
 same minute of the machine. Each reports its fastest run; stage 5 runs once.
 Prints a table, then last one JSON line: speedup_vs_librosa (2 vs 1), speedup_vs_librosa_all_cores (2 vs
-1b), dask_efficiency (3 vs 2, per core), audio_seconds_per_second (3), bytes_per_track, peak_rss_mb (largest
+1b), dask_efficiency (3 vs 2, per core), dask_vs_pool_efficiency (3 against 4: target >= 0.95),
+audio_seconds_per_second (3), bytes_per_track, peak_rss_mb (largest
 worker), client memory growth, machine_efficiency, and dask_efficiency's factors: dask_busy_share (the share of
 stage 3 its workers spent on a CPU, not waiting; dask_client_cpu_share, the CPU the client and its scheduler took
 meanwhile, is part of why they waited), dask_cpu_per_track_vs_one_worker (the CPU a track took on the
@@ -587,6 +588,8 @@ def summary(results: Results) -> dict[str, float | int]:
         "peak_rss_mb": round(results.worker_peak_kib / 1024, 1),
         "client_rss_growth_mb_per_1000_tracks": round(client_growth_mb_per_1000_tracks(results.client_rss_mb), 2),
         "process_pool_efficiency": results.efficiency(results.pool),
+        # The target: Dask costs no more than the simplest alternative, dask_vs_pool_efficiency >= 0.95.
+        "dask_vs_pool_efficiency": round(results.efficiency(dask) / results.efficiency(results.pool), 3),
         "dask_efficiency_default_env": results.efficiency(trap),
         "page_faults_per_track": round(dask.page_faults / dask.tracks),
         "page_faults_per_track_default_env": round(trap.page_faults / trap.tracks),
