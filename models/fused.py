@@ -3,7 +3,7 @@
 Keras 3 normalises a batch with primitive ops (`tf.nn.moments`, then `x * a + b`), and the gradient tape
 differentiates each of them: over the CNN's first block, a 32 x 215 x 128 x 32 activation (113 MB) is read and
 written some twenty times per training step (means, squared differences, tiles of the broadcast gradients,
-sums, an AddN of three gradient paths). That was half of the CNN's training step (bench/train_speed.md).
+sums, an AddN of three gradient paths). That was half of the CNN's training step (docs/benchmarks.md).
 `FusedBatchNormV3` (oneDNN on x86) computes the batch's mean and variance in one pass, normalises in a second,
 and its gradient kernel computes the whole backward pass (through the batch statistics too) in two. In
 mixed_bfloat16 it reads the bfloat16 activation itself and computes in float32 inside, where Keras casts to

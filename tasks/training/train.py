@@ -356,7 +356,7 @@ def compile_for_training(model: Any, learning_rate: float, fused_batch_norm: boo
     trace; a tf.function that creates variables is traced a second time, and tracing is most of a short
     training's cost (a short CRNN cell: 16 s -> 10 s, docs/design.md). What is trained does not change.
     Batch normalisation trains through TensorFlow's fused kernel (`genreflow.models.fused`: the same maths,
-    the CNN's step 2.5x faster, bench/train_speed.md); `fused_batch_norm=False` keeps Keras' primitive ops.
+    the CNN's step 2.5x faster, docs/benchmarks.md); `fused_batch_norm=False` keeps Keras' primitive ops.
     """
     import keras
 
