@@ -13,8 +13,10 @@ Extraction, the Prefect API server and a warm-up happen before any timing. Ways 
 Last line JSON: fanout_vs_processes = wall(c) / wall(b) (target >= 0.9), fanout_vs_serial = wall(a) / wall(b),
 the walls, each way's per-cell track accuracy and seconds, and the peak resident memory of each worker
 process (the largest of each way). (a) runs its cells with more threads than (b) and (c); float sums then
-round differently and its accuracies may differ from theirs in the last tracks, while (b) and (c) run the
-same single-threaded arithmetic.
+round differently and its accuracies may differ from theirs in the last tracks. (b) and (c) run the same
+single-threaded arithmetic, but in a Dask worker the event loop's thread draws from Python's global `random`
+(Tornado's callback jitter) while Keras draws its unseeded initialisers' seeds from it too, so a fanned-out
+cell may start from other weights than the same cell in a bare process, and from run to run.
 
     python bench/grid.py                      # gtzan-mini where present, else 20 synthetic tracks per genre
     python bench/grid.py --models cnn crnn --clips 5 30 --epochs 8
@@ -105,7 +107,11 @@ def processes_way(jobs: list[Job], processes: int) -> list[dict[str, Any]]:
 def _environment(variables: dict[str, str | None]) -> Iterator[None]:
     """The Dask workers' environment for processes started meanwhile, so that both ways run alike."""
     saved = dict(os.environ)
-    os.environ.update({name: value for name, value in variables.items() if value is not None})
+    for name, value in variables.items():  # None: unset, as Dask's nanny leaves it out of a worker's environment
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         yield
     finally:
@@ -121,7 +127,11 @@ def fanout_way(parameters: dict[str, Any], cache: Path) -> list[dict[str, Any]]:
     summary = genreflow_flow(**parameters, cache=str(cache), return_state=True).result(raise_on_failure=True)
     kept = ("track_accuracy", "seconds", "worker", "peak_rss_mb")
     return [
-        {"cell": cell_name(cell["model"], cell["clip_seconds"], cell["seed"]), **{key: cell[key] for key in kept}}
+        {
+            "cell": cell_name(cell["model"], cell["clip_seconds"], cell["seed"]),
+            **{key: cell[key] for key in kept},
+            "seconds": round(cell["seconds"], 1),
+        }
         for cell in summary["cells"]
     ]
 

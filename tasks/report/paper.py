@@ -1,7 +1,7 @@
 """The paper this project re-examines: its numbers, where they came from, and what its method did.
 
 Kept as named constants so the report, its tests and the README quote one source. Every number here is
-read from the paper's text (a copy is in /work/shared/seed/paper.txt).
+read from the paper's text (a copy is in ../shared/seed/paper.txt beside the repository).
 """
 
 from __future__ import annotations
