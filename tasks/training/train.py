@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -308,8 +309,24 @@ def _fresh_model(cell: CellInfo, model_spec: ModelSpec) -> Any:
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(cell.seed)
-    with dtype_policy(cell.settings.precision):
+    with dtype_policy(cell.settings.precision), _initialisers_seeded(cell.seed):
         return build_model(model_spec, (cell.clip_frames, cell.feature_config.width), len(cell.genres))
+
+
+@contextlib.contextmanager
+def _initialisers_seeded(seed: int) -> Iterator[None]:
+    """Keras draws the seed of every unseeded initialiser and dropout layer from Python's global `random`, which
+    other threads of the process draw from too (a Dask worker's event loop: Tornado's callback jitter), so a
+    cell on a worker could start from other weights than its seed gives. While the model is built, those
+    seeds come from a generator of the cell's own."""
+    from keras.src.random import seed_generator  # where Keras keeps its reference to the `random` module
+
+    saved = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = saved
 
 
 def _fit(model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings) -> dict[str, list[float]]:

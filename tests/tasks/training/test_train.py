@@ -231,3 +231,30 @@ def test_musicnn_refuses_log_mel_data_and_names_the_feature_set_to_extract(
 ) -> None:
     with pytest.raises(ValueError, match="genreflow extract --features musicnn"):
         train_cell(tiny_store, "musicnn", 3.0, 0, "stratified", tmp_path / "m")
+
+
+def test_the_same_seed_trains_the_same_model_while_another_thread_draws_from_random(
+    tiny_store: TrainingData, tmp_path: Path
+) -> None:
+    """As in a Dask worker, whose event loop draws from Python's global `random` while the cell builds its model."""
+    import random
+    import threading
+
+    stop = threading.Event()
+
+    def draw() -> None:
+        while not stop.is_set():
+            random.random()
+
+    drawing = threading.Thread(target=draw, daemon=True)
+    drawing.start()
+    try:
+        dirs = [
+            train_cell(tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / name, epochs=1) for name in "ab"
+        ]
+    finally:
+        stop.set()
+        drawing.join()
+    first, second = (load_model(fold_dir(model_dir, 0)) for model_dir in dirs)
+    for a, b in zip(first.weights, second.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
