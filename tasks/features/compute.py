@@ -8,6 +8,7 @@ and only in the process that computes one: log-mel extraction never imports it.
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 from typing import Any
 
@@ -63,8 +64,9 @@ def embedding_network(name: str) -> _Network:
 
     tensorflow = import_tensorflow()
     if not tensorflow.config.threading.get_intra_op_parallelism_threads():
-        tensorflow.config.threading.set_intra_op_parallelism_threads(1)
-        tensorflow.config.threading.set_inter_op_parallelism_threads(1)
+        with contextlib.suppress(RuntimeError):  # TensorFlow already running here: its pools stay as they are
+            tensorflow.config.threading.set_intra_op_parallelism_threads(1)
+            tensorflow.config.threading.set_inter_op_parallelism_threads(1)
     from genreflow.models.musicnn_net import embed, load_musicnn
 
     return _Network(load_musicnn(), embed)

@@ -49,3 +49,25 @@ def test_musicnn_embeddings_of_a_track_are_one_row_per_patch() -> None:
     audio = np.random.default_rng(0).uniform(-0.3, 0.3, 16_000 * 7).astype(np.float32)
     embeddings = compute_features(audio, FEATURE_SETS[MUSICNN])
     assert embeddings.shape == (2, 200) and embeddings.dtype == np.float32 and np.isfinite(embeddings).all()
+
+
+def test_embeddings_are_computed_in_a_process_where_tensorflow_already_runs() -> None:
+    """As in `genreflow predict` after other TensorFlow work: its thread pools are fixed by then (a fresh process,
+    so that no earlier test has set them)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("musicnn", reason="musicnn's weights are installed by make venv")
+    script = """
+import numpy as np
+from genreflow.models import import_tensorflow
+tensorflow = import_tensorflow()
+tensorflow.constant(1.0) + 1.0  # TensorFlow now runs: its pools are started
+from genreflow.core import FEATURE_SETS, MUSICNN
+from genreflow.tasks.features.compute import compute_features
+audio = np.random.default_rng(1).uniform(-0.3, 0.3, 16_000 * 4).astype(np.float32)
+print(compute_features(audio, FEATURE_SETS[MUSICNN]).shape)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "(1, 200)"
