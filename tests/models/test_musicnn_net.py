@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from genreflow.models import musicnn_net
 from tests.support.paths import FIXTURES
-
-musicnn_net = pytest.importorskip("genreflow.models.musicnn_net")
 
 REFERENCE = FIXTURES / "musicnn" / "reference.npz"
 ATOL = 1e-5
