@@ -27,18 +27,16 @@ import argparse
 import json
 import math
 import multiprocessing
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from genreflow.core import FeatureConfig
 from genreflow.models import import_tensorflow
-from genreflow.models.precision import cpu_flags, cpu_supports_bf16, dtype_policy
+from genreflow.models.precision import cpu_flags, cpu_model, cpu_supports_bf16, dtype_policy
 from genreflow.models.registry import build_model
 
 BATCH = 32
@@ -246,17 +244,6 @@ def measure_in_processes(model: str, clip: float, settings: Settings, processes:
         sum(item.train_gflops for item in found) / sum(item.matmul_fp32_gflops for item in found),
         sum(item.steps for item in found),
     )
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def table(rows: list[Measurement]) -> str:

@@ -25,16 +25,32 @@ MIN_GPU_CAPABILITY = (8, 0)  # Ampere: bfloat16 tensor cores
 BF16_PAYS: dict[str, frozenset[str]] = {"cpu": frozenset({"crnn"}), "gpu": frozenset()}
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The CPU's feature flags as the kernel lists them (empty where /proc/cpuinfo is absent)."""
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpuinfo_field(name: str, cpuinfo: Path = CPUINFO) -> str | None:
+    """The first value of `name` in /proc/cpuinfo ("model name", "flags"), or None where there is none."""
     try:
-        text = cpuinfo.read_text()
+        lines = cpuinfo.read_text(errors="replace").splitlines()
     except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.partition(":")[2].split())
-    return frozenset()
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The CPU's feature flags as the kernel lists them (empty where /proc/cpuinfo is absent)."""
+    return frozenset((cpuinfo_field("flags", cpuinfo) or "").split())
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo, or what `platform` knows elsewhere."""
+    import platform
+
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def cpu_supports_bf16(flags: frozenset[str] | None = None) -> bool:
@@ -83,20 +99,12 @@ def device_description() -> str:
     """The training device for a cell's record: 'cpu: <CPU model>' or 'gpu:<capability> <GPU name>'."""
     device = training_device()
     if device == "cpu":
-        return f"cpu: {_cpu_model()}"
+        return f"cpu: {cpu_model()}"
     from genreflow.models import import_tensorflow
 
     tensorflow = import_tensorflow()
     name = tensorflow.config.experimental.get_device_details(tensorflow.config.list_physical_devices("GPU")[0])
     return f"{device} {name.get('device_name', 'GPU')}"
-
-
-def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    try:
-        lines = cpuinfo.read_text().splitlines()
-    except OSError:
-        return "unknown"
-    return next((line.partition(":")[2].strip() for line in lines if line.startswith("model name")), "unknown")
 
 
 def keras_policy(precision: str) -> str:

@@ -16,6 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from genreflow.models.precision import cpu_model
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The distributions whose versions decide a result; listed as installed, absent ones are left out.
 KEY_PACKAGES: tuple[str, ...] = (
@@ -75,17 +77,6 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo, or what `platform` knows elsewhere."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    return platform.processor() or platform.machine()
 
 
 def visible_gpus() -> list[str]:
