@@ -467,15 +467,13 @@ async def _read_batches(batches: StorePath) -> tuple[list[zarr.Array], list[Dama
     arrays, damaged = [], []
     for name, document in zip(names, documents, strict=True):
         if document is None:
-            damaged.append(DamagedBatch(name, f"batch {name}: its metadata ({METADATA_DOCUMENT}) is missing"))
+            damaged.append(DamagedBatch(name, f"its metadata ({METADATA_DOCUMENT}) is missing"))
             continue
         try:
             metadata = ArrayV3Metadata.from_dict(json.loads(document.to_bytes()))
             _check_batch_attributes(metadata.attributes)
         except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
-            damaged.append(
-                DamagedBatch(name, f"batch {name}: its metadata does not parse ({type(error).__name__}: {error})")
-            )
+            damaged.append(DamagedBatch(name, f"its metadata does not parse ({type(error).__name__}: {error})"))
             continue
         arrays.append(zarr.Array(zarr.AsyncArray(metadata, batches / name)))
     return arrays, damaged

@@ -242,8 +242,8 @@ def test_the_same_seed_trains_the_same_model_while_another_thread_draws_from_ran
 
     stop = threading.Event()
 
-    def draw() -> None:
-        while not stop.is_set():
+    def draw() -> None:  # a draw every 0.1 ms: many per layer built, without starving the training of the GIL
+        while not stop.wait(0.0001):
             random.random()
 
     drawing = threading.Thread(target=draw, daemon=True)
