@@ -19,9 +19,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(TENSORFLOW),test]'
+	# --no-compile: Python compiles what it imports on first use; compiling all of TensorFlow ahead took half the
+	# install (3 min 2 s against 1 min 31 s, docs/benchmarks.md)
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[$(TENSORFLOW),test]'
 	# musicnn's pretrained MSD weights (data files only; its numpy<1.17 pin is neither met nor needed)
-	$(BIN)/python -m pip install --quiet --no-deps musicnn==0.1.0
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps musicnn==0.1.0
 	touch $(STAMP)
 
 # The demo: the four models trained from scratch at 1 and 5 s on 150 synthetic tracks (30 of them test tracks),
