@@ -52,7 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     store = subparsers.add_parser("store", help="inspect, verify or compact a store")
     store_commands = store.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
-    info = store_commands.add_parser("info", help="collections, feature sets, quarantine, size")
+    info = store_commands.add_parser(
+        "info", help="collections, feature sets, quarantine, size",
+        description="Summarise the store from its metadata alone (fast, no chunk is read): feature sets, "
+        "collections, quarantine, damaged batch metadata, size. `genreflow store verify` reads every chunk.",
+    )  # fmt: skip
     info.add_argument("store", help="store path or fsspec URL")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(handler=show_store_info)
@@ -262,6 +266,7 @@ def _describe_info(info: dict[str, Any]) -> str:
             f"  quarantined  {len(features['quarantined'])}",
         ]
         lines += [f"    {entry['source']}: {entry['reason']}" for entry in features["quarantined"]]
+    lines.append("chunks         not read here: `genreflow store verify` reads and checks every one")
     for collection in info["collections"]:
         genres = ", ".join(f"{genre} {count}" for genre, count in collection["genres"].items())
         lines.append(f"collection     {collection['root']} (recorded {collection['recorded']})")

@@ -66,6 +66,7 @@ def test_store_info_prints_text_and_json(capsys, scheduler: str, short_tracks: P
 
     assert f"  tracks       {len(GENRES)} (" in text and "  quarantined  1" in text and "  incomplete   0 (" in text
     assert f"collection     {short_tracks.resolve()} (recorded " in text
+    assert "chunks         not read here: `genreflow store verify`" in text  # info never claims the chunks are sound
     [features] = info["feature_sets"]
     assert features["tracks"] == len(GENRES) and features["feature_config"]["n_mels"] == 128
     assert features["quarantined"][0]["source"] == str(short_tracks / GENRES[0] / "notes.wav")
