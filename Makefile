@@ -35,8 +35,8 @@ DEMO_ARGS ?= --models baseline cnn rnn crnn --tracks-per-genre 25 --clip-seconds
 demo: $(STAMP)
 	$(BIN)/genreflow run --data synthetic --out runs $(DEMO_ARGS)
 
-# Two test processes, each taking whole files (a module's server or cluster starts once): 11 min 3-8 s -> 7 min 14-18 s
-# on 2 cores (docs/benchmarks.md). TEST_PROCESSES=0 runs them in this process.
+# Two test processes, each taking whole files, so a module's server or cluster starts once (timings:
+# docs/benchmarks.md). TEST_PROCESSES=0 runs the tests in this process.
 TEST_PROCESSES ?= 2
 
 test: $(STAMP)

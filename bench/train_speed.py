@@ -56,6 +56,7 @@ class Settings:
     precision: str
     fused_batch_norm: bool
     warmup_steps: int
+    xla: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keras-batch-norm", action="store_true", help="train with Keras' own batch norm ops (the slow baseline)"
     )
+    parser.add_argument("--xla", action="store_true", help="compile the training step with XLA (op determinism kept)")
     parser.add_argument("--warmup-steps", type=int, default=2, help="untimed steps after the first (default 2)")
     arguments = parser.parse_args(argv)
     if arguments.processes < 1 or arguments.threads < 1 or arguments.seconds <= 0:
@@ -169,6 +171,8 @@ def measure(
     with dtype_policy(settings.precision):
         model = build_model(model_name, (frames, FeatureConfig().n_mels), GENRES)
     compile_for_training(model, 1e-3, fused_batch_norm=settings.fused_batch_norm)
+    if settings.xla:  # set past Keras' setter, which turns XLA off whenever op determinism is on
+        model._jit_compile = True
     rng = np.random.default_rng(0)
     clips = rng.normal(size=(BATCH, frames, FeatureConfig().n_mels)).astype(np.float32)
     labels = rng.integers(0, GENRES, size=BATCH)
@@ -272,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         arguments.precision,
         not arguments.keras_batch_norm,
         arguments.warmup_steps,
+        arguments.xla,
     )
     models = [name.strip() for name in arguments.models.split(",") if name.strip()]
     clips = [float(value) for value in arguments.clips.split(",") if value.strip()]
