@@ -84,7 +84,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clips", default="5,30", help="clip lengths in seconds, comma-separated (default 5,30)")
     parser.add_argument("--seconds", type=float, default=10.0, help="timed training per measurement (default 10)")
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads (default 2)")
-    parser.add_argument("--inter-op", type=int, default=1, choices=(1, 2), help="inter-op threads (default 1)")
+    parser.add_argument(
+        "--inter-op", type=int, help="inter-op threads (default: --threads, as training sets them: tasks/training)"
+    )
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument(
         "--processes", type=int, default=1, help="N one-thread processes training the same model at once (default 1)"
@@ -97,6 +99,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     arguments = parser.parse_args(argv)
     if arguments.processes < 1 or arguments.threads < 1 or arguments.seconds <= 0:
         parser.error("--processes and --threads must be >= 1 and --seconds > 0")
+    if arguments.inter_op is None:
+        arguments.inter_op = arguments.threads
+    elif arguments.inter_op < 1:
+        parser.error("--inter-op must be >= 1")
     return arguments
 
 
