@@ -38,8 +38,8 @@ def test_auto_picks_bf16_on_a_cpu_only_for_the_models_it_speeds_up(
 ) -> None:
     monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
     assert resolve_precision("auto", "crnn", "cpu") == expected
-    assert resolve_precision("auto", "cnn", "cpu") == "float32"  # no faster in bfloat16
-    assert resolve_precision("auto", "rnn", "cpu") == "float32"  # slower in bfloat16
+    assert resolve_precision("auto", "cnn", "cpu") == expected
+    assert resolve_precision("auto", "rnn", "cpu") == "float32"  # no faster in bfloat16
     assert resolve_precision("auto", "baseline", "cpu") == "float32"
 
 
