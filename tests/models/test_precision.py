@@ -70,6 +70,9 @@ def test_the_bfloat16_policy_builds_a_model_that_computes_in_bfloat16_and_trains
     x = np.random.default_rng(0).normal(size=(6, 22, 128)).astype(np.float32)
     history = model.fit(x, np.array([0, 1, 2, 0, 1, 2]), batch_size=3, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+    probabilities = model.predict(x, verbose=0)
+    assert probabilities.dtype == np.float32  # the softmax head computes in float32: the rows sum to 1
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
     with dtype_policy("float32"):
         assert build_model("cnn", (22, 128), 3).layers[1].compute_dtype == "float32"
 
