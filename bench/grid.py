@@ -72,7 +72,7 @@ def peak_rss_mb() -> float:
 
 def run_job(job: Job) -> dict[str, Any]:
     """Train and evaluate one cell in this process; its accuracy, seconds and this process's peak memory."""
-    from genreflow.core import FeatureConfig, cell_name
+    from genreflow.core import FeatureConfig, TrainingSettings, cell_name
     from genreflow.tasks.evaluation.evaluate import evaluate_cell
     from genreflow.tasks.training.train import TrainingData, train_cell
 
@@ -81,7 +81,7 @@ def run_job(job: Job) -> dict[str, Any]:
     name = cell_name(job.model, job.clip_seconds, SEED)
     model_dir = train_cell(
         data, job.model, job.clip_seconds, SEED, SPLIT, Path(job.models_root) / name,
-        epochs=job.epochs, threads=job.threads,
+        TrainingSettings(epochs=job.epochs), job.threads,
     )  # fmt: skip
     accuracy = evaluate_cell(model_dir, job.store)["metrics"]["track"]["accuracy"]
     return {"cell": name, "track_accuracy": accuracy, "seconds": round(time.perf_counter() - started, 1),

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.core import FeatureConfig
+from genreflow.core import PRECISIONS, FeatureConfig
 from genreflow.models import import_tensorflow
 from genreflow.models.precision import cpu_flags, cpu_model, cpu_supports_bf16, dtype_policy
 from genreflow.models.registry import build_model
@@ -87,7 +87,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--inter-op", type=int, help="inter-op threads (default: --threads, as training sets them: tasks/training)"
     )
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS[1:], help="resolved: no auto here")
     parser.add_argument(
         "--processes", type=int, default=1, help="N one-thread processes training the same model at once (default 1)"
     )

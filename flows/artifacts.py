@@ -11,8 +11,9 @@ from uuid import UUID
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from genreflow.tasks.report.render import REPORT_HTML, REPORT_MD, markdown_without_figures
+from genreflow.tasks.report.render import markdown_without_figures
 from genreflow.tasks.report.ui_table import results_table
+from genreflow.tasks.run_folder import REPORT_HTML, REPORT_MD
 
 REPORT_KEY = "genreflow-report"
 RESULTS_KEY = "genreflow-results"

@@ -1,5 +1,5 @@
-"""The training grid, fanned out: one Prefect task run per (model, clip length, seed) cell trained on a Dask
-worker, then one evaluation per trained cell, many cells at once.
+"""The training grid, fanned out: every (model, clip length, seed) cell's `train` then `evaluate` task run
+(flows/cells.py) on Dask workers, many cells at once.
 
 Cores are budgeted: a LocalCluster has one single-threaded worker per training slot (`--train-slots`), and a
 cell gives TensorFlow its machine's cores divided by the workers on that machine, so slots x threads = cores.
@@ -7,57 +7,29 @@ At most as many cells are in flight as there are workers, the next one submitted
 otherwise queue two long cells on one worker while another idles (docs/design.md).
 
 A failed cell (an exception, a worker killed or out of memory) is recorded with its reason and the others go
-on; a task run whose worker died is marked Crashed, never left Running. Results persist under the cache (a
-folder or any fsspec URL, models included) with keys from `flows.cache_keys`, so a later run or `prefect
-flow-run retry` redoes only what failed or changed; each key is locked while its task runs (flows/locks.py).
+on; a task run whose worker died is marked Crashed, never left Running.
 """
 
 from __future__ import annotations
 
-import resource
-import shutil
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from prefect import get_client, get_run_logger, task
+from prefect import get_client, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import CacheKeyFnPolicy
-from prefect.context import TaskRunContext
-from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 from prefect.states import Crashed, State
 from prefect_dask import DaskTaskRunner
 
-from genreflow.core import cell_name
-from genreflow.flows.cache_keys import code_version, evaluation_version, stable_hash
-from genreflow.flows.locks import cache_lock_manager
-from genreflow.models.directory import RESULT_FILE, is_remote, local_copy, publish
-from genreflow.models.registry import ModelSpec, check_clip, spec
-from genreflow.tasks.cluster import cell_threads, default_worker_count, local_cluster, workers_per_host
-from genreflow.tasks.training.train import TrainingData, cell_precision
-
-# Settings that change what a cell learns; everything else (paths, threads) leaves its result valid. The
-# data's identity enters as its data version (feature configuration and every track's id, label and content).
-KEY_PARAMETERS = ("model", "clip_seconds", "seed", "split", "epochs", "batch_size", "crops_per_track", "precision")
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One point of the grid."""
-
-    model: str
-    clip_seconds: float
-    seed: int
-
-    @property
-    def name(self) -> str:
-        return cell_name(self.model, self.clip_seconds, self.seed)
+from genreflow.core import TrainingSettings
+from genreflow.flows.cells import CacheLocation, Cell, cell_tasks
+from genreflow.models.directory import RESULT_FILE
+from genreflow.models.registry import spec
+from genreflow.tasks.cluster import default_worker_count, local_cluster, workers_per_host
+from genreflow.tasks.training.train import TrainingData
 
 
 @dataclass
@@ -82,136 +54,8 @@ class CellOutcome:
         return asdict(self)
 
 
-def training_key(parameters: dict[str, Any]) -> str:
-    """Cache key of a training: its learning-relevant inputs, its data's version and the code version of
-    what it runs."""
-    identity = {name: parameters[name] for name in KEY_PARAMETERS}
-    identity["model"] = parameters["model"].name
-    identity["precision"] = cell_precision(parameters["precision"], parameters["model"])  # auto: as resolved here
-    identity["data_version"] = parameters["data"].data_version
-    identity["code_version"] = code_version(parameters["model"].module)
-    return f"train-{stable_hash(identity)}"
-
-
-def _training_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return training_key(parameters)
-
-
-def _evaluation_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """An evaluation is redone when its model, its data or the evaluation code changed."""
-    identity = {name: parameters[name] for name in ("model_dir", "data_version")}
-    return f"evaluate-{stable_hash({**identity, 'code_version': evaluation_version()})}"
-
-
-@task(name="train")
-def train_task(
-    data: TrainingData,
-    model: ModelSpec,
-    clip_seconds: float,
-    seed: int,
-    split: str,
-    epochs: int,
-    batch_size: int,
-    crops_per_track: int | None,
-    precision: str,
-    models_root: str,
-    workers_on_hosts: dict[str, int],
-) -> dict[str, Any]:
-    """Train one cell into a model directory named by its cache key (local or behind a URL): where it is, and
-    where and when it was trained."""
-    from distributed import get_worker
-
-    from genreflow.tasks.training.train import train_cell
-
-    parameters = locals().copy()
-    destination = f"{models_root.rstrip('/')}/{training_key(parameters)}"
-    threads = cell_threads(workers_on_hosts)
-    started = _now()
-    get_run_logger().info(
-        "training %s %gs seed %d into %s (%d threads)", model.name, clip_seconds, seed, destination, threads
-    )
-    with _staging(destination) as model_dir:
-        train_cell(
-            data, model, clip_seconds, seed, split, model_dir,
-            epochs=epochs, batch_size=batch_size, crops_per_track=crops_per_track, threads=threads,
-            precision=precision,
-        )  # fmt: skip
-    try:
-        worker = f"worker {get_worker().name} ({get_worker().address})"
-    except ValueError:
-        worker = "the flow's process"
-    return {
-        "model_dir": destination,
-        "worker": worker,
-        "started": started,
-        "finished": _now(),
-        "peak_rss_mb": _peak_rss_mb(),
-    }
-
-
-@contextmanager
-def _staging(destination: str) -> Iterator[Path]:
-    """Where to train: the destination itself on local disk (emptied of a killed run's leftovers), or a local
-    folder published to the destination's URL once training is done."""
-    if not is_remote(destination):
-        shutil.rmtree(destination, ignore_errors=True)
-        yield Path(destination)
-        return
-    with tempfile.TemporaryDirectory(prefix="genreflow-cell-") as scratch:
-        yield Path(scratch)
-        publish(Path(scratch), destination)
-
-
-@task(name="evaluate")
-def evaluate_task(model_dir: str, store: str, data_version: str) -> dict[str, Any]:
-    """Evaluate a trained cell on its test tracks; the result JSON of docs/CONTRACTS.md (saved beside the model)."""
-    from genreflow.tasks.evaluation.evaluate import evaluate_cell
-
-    with local_copy(model_dir) as local:
-        result = evaluate_cell(local, store)
-        if is_remote(model_dir):
-            import fsspec
-
-            filesystem, path = fsspec.core.url_to_fs(model_dir)
-            filesystem.put_file(str(local / RESULT_FILE), f"{path}/{RESULT_FILE}")
-    result["model_dir"] = model_dir
-    track = result["metrics"]["track"]
-    get_run_logger().info("track accuracy %.3f, macro-F1 %.3f", track["accuracy"], track["macro_f1"])
-    return result
-
-
-def _peak_rss_mb() -> float:
-    """The largest resident memory this process (the worker) has had so far: what a cell's worker needs."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def _error_of(state: State) -> str:
     return state.message or state.name or "failed"
-
-
-@dataclass(frozen=True)
-class CacheLocation:
-    """Where results and trained models persist (a folder, or a URL with a saved fsspec block), and the local
-    folder for what must stay on this machine (the synthetic collection's audio)."""
-
-    result_storage: Path | WritableFileSystem
-    models_root: str
-    local_root: Path
-
-    @classmethod
-    def for_run(cls, cache: str, out_dir: Path) -> CacheLocation:
-        """A local cache holds everything; a URL cache holds results and models, the audio stays under `out_dir`."""
-        if "://" not in cache:
-            root = Path(cache).resolve()
-            return cls(root / "results", str(root / "models"), root)
-        base = cache.rstrip("/")
-        block = RemoteFileSystem(basepath=f"{base}/results")
-        block.save(f"genreflow-cache-{stable_hash({'url': cache})}", overwrite=True)  # Prefect needs it saved
-        return cls(block, f"{base}/models", out_dir)
 
 
 @dataclass(frozen=True)
@@ -220,20 +64,9 @@ class GridSettings:
 
     data: dict[str, TrainingData]  # by feature set: each cell trains on its model's
     split: str
-    epochs: int
-    batch_size: int
-    crops_per_track: int | None
-    precision: str
+    training: TrainingSettings
     cache: CacheLocation
     cache_url: str  # the --cache the run was given: its locks are named after it
-
-
-def locked_policy(cache_key_fn: Any, cache: str) -> CacheKeyFnPolicy:
-    """A cache policy whose key is locked while its task runs (SERIALIZABLE), so a second run waits for the
-    first and then reuses its result instead of doing the same work alongside it."""
-    return CacheKeyFnPolicy(cache_key_fn=cache_key_fn).configure(
-        isolation_level="SERIALIZABLE", lock_manager=cache_lock_manager(cache)
-    )
 
 
 CORES_PER_CELL = 2
@@ -278,14 +111,7 @@ class Grid:
         self.settings = settings
         self.runner = runner
         self.workers_on_hosts = workers_per_host(runner.client)
-        # JSON, not Prefect's default pickle: a cache's files are read back as data, never run as code.
-        options = {"result_storage": settings.cache.result_storage, "persist_result": True, "result_serializer": "json"}
-        self.trainer = train_task.with_options(
-            cache_policy=locked_policy(_training_cache_key, settings.cache_url), **options
-        )
-        self.evaluator = evaluate_task.with_options(
-            cache_policy=locked_policy(_evaluation_cache_key, settings.cache_url), **options
-        )
+        self.trainer, self.evaluator = cell_tasks(settings.cache, settings.cache_url)
 
     @property
     def slots(self) -> int:
@@ -295,9 +121,8 @@ class Grid:
         grid, model = self.settings, spec(cell.model)
         parameters = {
             "data": grid.data[model.features], "model": model, "clip_seconds": cell.clip_seconds, "seed": cell.seed,
-            "split": grid.split, "epochs": grid.epochs, "batch_size": grid.batch_size,
-            "crops_per_track": grid.crops_per_track, "precision": grid.precision,
-            "models_root": grid.cache.models_root, "workers_on_hosts": self.workers_on_hosts,
+            "split": grid.split, "settings": grid.training, "models_root": grid.cache.models_root,
+            "workers_on_hosts": self.workers_on_hosts,
         }  # fmt: skip
         return self.runner.submit(self.trainer.with_options(task_run_name=f"train-{cell.name}"), parameters)
 
@@ -348,13 +173,8 @@ def run_grid(
 
 def _untakeable(cells: list[Cell]) -> dict[Cell, str]:
     """Cells whose clip is shorter than their model takes (musicnn at 1 s), with the reason."""
-    reasons = {}
-    for cell in cells:
-        try:
-            check_clip(cell.model, cell.clip_seconds, spec(cell.model).feature_config)
-        except ValueError as error:
-            reasons[cell] = str(error)
-    return reasons
+    problems = {cell: spec(cell.model).clip_problem(cell.clip_seconds) for cell in cells}
+    return {cell: problem for cell, problem in problems.items() if problem}
 
 
 def _skipped(cell: Cell, reason: str) -> CellOutcome:

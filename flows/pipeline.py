@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,17 +16,17 @@ from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 from prefect.states import Failed, State
 
 from genreflow.core import FEATURE_SETS, FeatureConfig
+from genreflow.flows.cells import CacheLocation, Cell
 from genreflow.flows.extraction import Extraction, extract_collection
-from genreflow.flows.grid import CacheLocation, Cell, CellOutcome, GridSettings, run_grid, training_runner
+from genreflow.flows.grid import CellOutcome, GridSettings, run_grid, training_runner
 from genreflow.flows.preflight import check_run
 from genreflow.models.registry import model_names, spec
 from genreflow.parameters import RunParameters, with_run_parameters
 from genreflow.storage.schema import CollectionRecord
 from genreflow.storage.store import FeatureSet, absolute_location
 from genreflow.tasks.collection.scan import SYNTHETIC, Collection, load_collection
+from genreflow.tasks.run_folder import RESULTS_FILE, SUMMARY_FILE, point_latest_at, write_run_folder
 from genreflow.tasks.training.train import TrainingData
-
-LATEST = "latest"  # in the runs folder: a link to the newest run's folder
 
 
 def run_name() -> str:
@@ -101,22 +99,6 @@ def report_task(run_dir: Path) -> None:
     publish_report_artifacts(run_dir)
 
 
-def _write_json(path: Path, content: dict[str, Any]) -> None:
-    """Write via a temporary name so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(content, indent=2, default=str))
-    partial.replace(path)
-
-
-def _point_latest_at(run_dir: Path) -> None:
-    """Make `<runs>/latest` a link to this run's folder, replaced in one step."""
-    link, staged = run_dir.parent / LATEST, run_dir.parent / f".{LATEST}.{os.getpid()}"
-    staged.unlink(missing_ok=True)
-    staged.symlink_to(run_dir.name, target_is_directory=True)
-    staged.replace(link)
-
-
 def _summary(outcomes: list[CellOutcome], run_dir: Path) -> dict[str, Any]:
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
     return {
@@ -125,7 +107,7 @@ def _summary(outcomes: list[CellOutcome], run_dir: Path) -> dict[str, Any]:
         "state": "Failed" if failed else "Completed",
         "run_dir": str(run_dir),
         "cells": [outcome.to_dict() for outcome in outcomes],
-        "results_path": str(run_dir / "results.json"),
+        "results_path": str(run_dir / RESULTS_FILE),
     }
 
 
@@ -196,24 +178,23 @@ def run_genreflow(**parameters: Any) -> dict[str, Any] | State:
     cells = [Cell(model, seconds, seed) for model in run.models for seconds in run.clip_seconds for seed in run.seeds]
     data = {name: ready["training_data"] for name, ready in prepared.items()}
     grid = GridSettings(
-        data, run.split, run.epochs, run.batch_size, run.crops_per_track, run.precision, cache_location, run.cache
+        data=data, split=run.split, training=run.training_settings(), cache=cache_location, cache_url=run.cache
     )
     with api_for_workers(), training_runner(run.dask_address, run.train_slots) as runner:
         outcomes, results = run_grid(cells, grid, runner)
 
     summary = _summary(outcomes, run_dir)
-    _write_json(run_dir / "results.json", {"cells": results})
     descriptions = {name: ready["description"] for name, ready in prepared.items()}
-    _write_json(run_dir / "run.json", _run_record(started, descriptions, extractions[first], run.split))
-    _write_json(run_dir / "summary.json", summary)
-    _point_latest_at(run_dir)
+    run_record = _run_record(started, descriptions, extractions[first], run.split)
+    write_run_folder(run_dir, results, run_record, summary)
+    point_latest_at(run_dir)
     report_task(run_dir)
     failed = [cell for cell, outcome in zip(cells, outcomes, strict=True) if outcome.status == "failed"]
     if failed:
         names = ", ".join(cell.name for cell in failed)
         message = (
             f"{len(failed)} of {len(outcomes)} cells failed ({names}); the others finished. "
-            f"See {run_dir / 'summary.json'}"
+            f"See {run_dir / SUMMARY_FILE}"
         )
         return Failed(message=message, data=summary)  # the run ends Failed; its summary still comes back
     return summary

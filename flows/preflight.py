@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from genreflow.models.registry import MODELS, check_clip, spec
+from genreflow.models.registry import MODELS, spec
 from genreflow.parameters import RunParameters
 from genreflow.tasks.collection.scan import SYNTHETIC, list_collection
 from genreflow.tasks.collection.synthetic import GENRES as SYNTHETIC_GENRES
@@ -36,15 +36,6 @@ def check_run(parameters: RunParameters) -> None:
         raise RunRefused(str(error)) from error
 
 
-def clip_error(model: str, seconds: float) -> str | None:
-    """Why `model` cannot take clips of `seconds` (on its own feature set), or None."""
-    try:
-        check_clip(model, seconds, spec(model).feature_config)
-    except ValueError as error:
-        return str(error)
-    return None
-
-
 def check_grid(models: list[str], clip_seconds: list[float], seeds: list[int], split: str) -> None:
     """Models known, each with at least one clip it can take, seeds non-negative integers, a known split."""
     unknown = sorted(set(models) - set(MODELS))
@@ -53,7 +44,7 @@ def check_grid(models: list[str], clip_seconds: list[float], seeds: list[int], s
     if not clip_seconds:
         raise ValueError("give at least one clip length")
     for model in models:
-        errors = [clip_error(model, seconds) for seconds in clip_seconds]
+        errors = [spec(model).clip_problem(seconds) for seconds in clip_seconds]
         if all(errors):  # a clip too short for some models is skipped for them; a model with no clip is refused
             raise ValueError(errors[0])
     if not seeds or any(not isinstance(seed, int) or seed < 0 for seed in seeds):

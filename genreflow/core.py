@@ -19,9 +19,39 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_PATIENCE = 10  # epochs without a lower validation loss before training stops
 DEFAULT_MEMORY_CAP_MB = 256.0  # what streaming clips out of the store may hold in memory
+PRECISIONS = ("auto", "float32", "bfloat16")  # how a model may train (models/precision.py resolves "auto")
+# The split names tasks/training/splits.py's parse_split accepts; the run form checks a split against it.
+SPLIT_PATTERN = r"^(stratified|paper|fault-filtered|kfold:([2-9]|[1-9][0-9]+))$"
 # genreflow's own loggers (per-epoch training progress, extraction details) that Prefect should show in a run's
 # logs: the value of PREFECT_LOGGING_EXTRA_LOGGERS for every process that runs the flow.
 PREFECT_EXTRA_LOGGERS = "genreflow"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How a cell trains, carried whole from a run's parameters to the trainer and into cell.json. Each epoch
+    takes as many random crops of a track as it holds clips, at most `crops_per_track` (None: no cap).
+    `precision` is what was asked ("auto" too) until a cell resolves it for its model and device."""
+
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    patience: int = DEFAULT_PATIENCE
+    crops_per_track: int | None = None
+    memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB
+    precision: str = "auto"
+
+    def check(self) -> None:
+        """Refuse settings that cannot train, naming the setting."""
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not (self.learning_rate > 0 and self.memory_cap_mb > 0):
+            raise ValueError(f"learning_rate and memory_cap_mb must be positive, got {self}")
+        if self.crops_per_track is not None and self.crops_per_track < 1:
+            raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def cell_name(model: str, clip_seconds: float, seed: int) -> str:

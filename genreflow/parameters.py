@@ -17,15 +17,21 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.fields import FieldInfo
 
-from genreflow.core import DEFAULT_BATCH_SIZE, DEFAULT_CLIP_SECONDS, DEFAULT_EPOCHS
+from genreflow.core import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CLIP_SECONDS,
+    DEFAULT_EPOCHS,
+    PRECISIONS,
+    SPLIT_PATTERN,
+    TrainingSettings,
+)
 from genreflow.models.registry import model_names
-from genreflow.tasks.training.splits import SPLIT_PATTERN
 
 # The UI offers the registered models as choices and checks a split's form; the run itself checks both with its
 # own messages (flows/preflight.py), against the registry as it is when the run starts.
 ModelName = Annotated[str, Field(json_schema_extra={"enum": list(model_names())})]
 SplitName = Annotated[str, WithJsonSchema({"type": "string", "pattern": SPLIT_PATTERN})]
-Precision = Literal["auto", "float32", "bfloat16"]  # models.precision.PRECISIONS (a test keeps them equal)
+Precision = Literal[PRECISIONS]  # genreflow.core.PRECISIONS, which the UI offers as choices
 
 
 class RunParameters(BaseModel):
@@ -63,6 +69,13 @@ class RunParameters(BaseModel):
         None, ge=1, description="Cells trained at once on a local cluster, the cores shared among them (none: one "
         "per two cores, each on two threads: as fast as one per core where measured, with half the memory).",
     )  # fmt: skip
+
+    def training_settings(self) -> TrainingSettings:
+        """How every cell of the run trains: the run's training options, the others at their defaults."""
+        return TrainingSettings(
+            epochs=self.epochs, batch_size=self.batch_size, crops_per_track=self.crops_per_track,
+            precision=self.precision,
+        )  # fmt: skip
 
     def locations(self) -> list[str]:
         """The folders (or URLs) the run writes into."""

@@ -16,6 +16,8 @@ from typing import ClassVar, Self
 
 import numpy as np
 
+from genreflow.files import write_bytes
+
 MAX_ITERATIONS = 2000
 FILE_NAME = "baseline.npz"
 ARRAYS = ("mean", "scale", "coef", "intercept", "classes", "n_genres")
@@ -70,13 +72,11 @@ class BandStatisticsClassifier:
         return int(self.coef.size + self.intercept.size + self.mean.size + self.scale.size)
 
     def save(self, path: Path) -> None:
-        """Plain arrays, written through a temporary name so a reader never sees half a file."""
+        """Plain arrays, written whole (genreflow.files): a reader never sees half a file."""
         arrays = {name: np.asarray(getattr(self, name)) for name in ARRAYS}
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(buffer.getvalue())
-        partial.replace(path)
+        write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> Self:

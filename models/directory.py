@@ -6,14 +6,15 @@
                          Written last: a directory without it is an interrupted training.
     fold-<k>/            one per training: only fold-0 for stratified / paper / fault-filtered, K of them
                          for kfold:K (fold k tests the k-th fold's tracks and trains on the others)
-        model.keras      (baseline.npz for the baseline)
+        model.keras      the network (baseline.npz for the baseline, musicnn-head.npz for musicnn's head)
         normalisation.json   per-band mean and std of this fold's training tracks
         fold.json        this fold's train / valid / test track ids, epochs run, seconds, Keras history
     result.json          written by the evaluation
 
-Everything in it is data: JSON, a Keras file loaded in safe mode, arrays read without pickle (models.registry).
-Training writes it; evaluation and prediction read it, and need nothing of training to do so. It may live on
-local disk or behind any fsspec URL: `publish` uploads one, `local_copy` brings one down.
+This is the layout's one description (docs/CONTRACTS.md lists the JSON fields). Everything in it is data: JSON,
+a Keras file loaded in safe mode, arrays read without pickle (models.persistence). Training writes it;
+evaluation and prediction read it, and need nothing of training to do so. It may live on local disk or behind
+any fsspec URL: `publish` uploads one, `local_copy` brings one down.
 """
 
 from __future__ import annotations
@@ -24,48 +25,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from genreflow.core import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_EPOCHS,
-    DEFAULT_LEARNING_RATE,
-    DEFAULT_MEMORY_CAP_MB,
-    DEFAULT_PATIENCE,
-    FeatureConfig,
-)
+from genreflow.core import FeatureConfig, TrainingSettings
+from genreflow.files import write_json
 from genreflow.models.normalisation import BandNormaliser
-from genreflow.models.registry import Classifier, load_model
+from genreflow.models.persistence import Classifier, load_model
 from genreflow.storage.schema import CollectionTrack
 
 CELL_FILE = "cell.json"
 FOLD_FILE = "fold.json"
 NORMALISATION_FILE = "normalisation.json"
 RESULT_FILE = "result.json"
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    """How a cell trains; each epoch takes as many random crops of a track as it holds clips, at most
-    `crops_per_track` (None: no cap)."""
-
-    epochs: int = DEFAULT_EPOCHS
-    batch_size: int = DEFAULT_BATCH_SIZE
-    learning_rate: float = DEFAULT_LEARNING_RATE
-    patience: int = DEFAULT_PATIENCE
-    crops_per_track: int | None = None
-    memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB
-    precision: str = "float32"  # as resolved for the model and device (models/precision.py)
-
-    def check(self) -> None:
-        """Refuse settings that cannot train, naming the setting."""
-        for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not (self.learning_rate > 0 and self.memory_cap_mb > 0):
-            raise ValueError(f"learning_rate and memory_cap_mb must be positive, got {self}")
-        if self.crops_per_track is not None and self.crops_per_track < 1:
-            raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
 
 
 @dataclass(frozen=True)
@@ -121,13 +91,6 @@ def fold_dir(model_dir: Path, fold: int) -> Path:
 def load_member(directory: Path) -> tuple[Classifier, BandNormaliser]:
     """One fold's model and the normalisation it was trained with."""
     return load_model(directory), BandNormaliser.load(directory / NORMALISATION_FILE)
-
-
-def write_json(path: Path, content: dict[str, Any]) -> None:
-    """Through a temporary name, so that a reader never sees half a file (the model directory's JSON files)."""
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(content, indent=1))
-    partial.replace(path)
 
 
 def is_remote(location: str | Path) -> bool:

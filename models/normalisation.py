@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genreflow.files import write_json
+
 
 @dataclass(frozen=True)
 class BandNormaliser:
@@ -22,7 +24,7 @@ class BandNormaliser:
         return ((frames - self.mean) / self.std).astype(np.float32, copy=False)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"mean": self.mean.tolist(), "std": self.std.tolist()}))
+        write_json(path, {"mean": self.mean.tolist(), "std": self.std.tolist()})
 
     @classmethod
     def load(cls, path: Path) -> BandNormaliser:

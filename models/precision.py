@@ -13,8 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-PRECISIONS = ("auto", "float32", "bfloat16")
+from genreflow.core import PRECISIONS
+
+if TYPE_CHECKING:
+    from genreflow.models.spec import ModelSpec
+
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 MIN_GPU_CAPABILITY = (8, 0)  # Ampere: bfloat16 tensor cores
 
@@ -80,6 +85,14 @@ def resolve_precision(requested: str, model_name: str, device: str) -> str:
         return requested
     native = cpu_supports_bf16() if kind == "cpu" else gpu_supports_bf16(device)
     return "bfloat16" if native and model_name in BF16_PAYS[kind] else "float32"
+
+
+def cell_precision(requested: str, model_spec: ModelSpec) -> str:
+    """The precision a cell trains in: `requested` resolved for its model on this machine's device; float32 for
+    the models fitted by scikit-learn (no epochs, no Keras), whatever was asked."""
+    if not model_spec.neural:
+        return "float32"
+    return resolve_precision(requested, model_spec.name, training_device())
 
 
 @cache

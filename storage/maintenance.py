@@ -1,6 +1,6 @@
 """Looking after a store: what it holds (`describe`), what in it is damaged (`verify`) and deleting what no
-reader needs any more (`compact`). Kept apart from storage/store.py, whose reading and writing code is part of
-what a trained cell depends on; nothing here changes what a cell learns.
+reader needs any more (`compact`). Kept apart from storage/store.py, storage/index.py and storage/zarr_io.py,
+whose reading and writing code is part of what a trained cell depends on; nothing here changes what a cell learns.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from genreflow.storage.index import DeadBatch
 from genreflow.storage.schema import SCHEMA_VERSION, CollectionRecord, DamagedTrackError
-from genreflow.storage.store import DeadBatch, FeatureSet, Store
+from genreflow.storage.store import FeatureSet, Store
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ listed as damaged rather than crashing a listing (`genreflow store verify`).
 from __future__ import annotations
 
 import hashlib
+import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +74,17 @@ def chunk_count(n_frames: int) -> int:
 def chunk_key(row: int, index: int) -> str:
     """A chunk's key inside its batch, as the array's chunk key encoding writes it."""
     return CHUNK_KEY_SEPARATOR.join(("c", str(row), str(index), "0"))
+
+
+def new_batch_name() -> str:
+    """Sorts by the time it was made (then at random), so the newest copy of a track is the last one listed."""
+    return f"{time.time_ns():020d}-{secrets.token_hex(4)}"
+
+
+def written_ns(batch_name: str) -> int:
+    """When a batch was created, from its name (see `new_batch_name`); 0 for a name not made that way."""
+    stamp = batch_name.partition("-")[0]
+    return int(stamp) if stamp.isdigit() else 0
 
 
 def collection_id(root: str) -> str:

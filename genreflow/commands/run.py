@@ -56,6 +56,7 @@ def run_command(args: argparse.Namespace) -> int:
     from prefect import tags
 
     from genreflow.flows.pipeline import genreflow_flow
+    from genreflow.tasks.run_folder import SUMMARY_FILE
 
     with tags(*RUN_TAGS):
         state = genreflow_flow(**parameters.model_dump(), return_state=True)
@@ -63,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
     if not isinstance(summary, dict):  # the flow itself broke: Prefect has logged why
         print(f"genreflow: error: the run ended {state.name}: {state.message}", file=sys.stderr)
         return 1
-    print_summary(summary, Path(summary["run_dir"]) / "summary.json")
+    print_summary(summary, Path(summary["run_dir"]) / SUMMARY_FILE)
     if state.is_failed():
         print(f"\n{state.message}\nRun the same command again to redo only the failed cells.")
         return 1

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import xxhash
 
+from genreflow.tasks.collection.sources import SourceError, read_source
 from genreflow.tasks.collection.synthetic import write_synthetic_collection
-from genreflow.tasks.features.audio import SourceError, read_source
 
 SYNTHETIC = "synthetic"
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".au", ".flac", ".ogg", ".mp3")

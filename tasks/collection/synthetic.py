@@ -26,6 +26,8 @@ import numpy as np
 import scipy.fft
 import soundfile as sf
 
+from genreflow.files import write_bytes, written_whole
+
 SYNTHETIC_SAMPLE_RATE = 22_050
 MANIFEST_NAME = ".synthetic-manifest.json"  # hidden: a scan passes over it quietly
 # Bump when the sound of the generator changes: an old collection is then refused, not silently mixed.
@@ -108,7 +110,7 @@ def write_synthetic_collection(
         for index in range(tracks_per_genre)
     ]
     manifest = {**identity, "files": [path.relative_to(root).as_posix() for path in paths]}
-    _write_atomically(root / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
+    write_bytes(root / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
     return root
 
 
@@ -260,19 +262,7 @@ def _manifest_matches(root: Path, identity: dict[str, object]) -> bool:
 
 
 def _write_wav(path: Path, audio: np.ndarray) -> Path:
-    """Write under a hidden temporary name, then rename: an interrupted run never leaves half a WAV."""
-    temporary = _partial_path(path)
-    sf.write(temporary, audio, SYNTHETIC_SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    os.replace(temporary, path)
+    """Written whole (genreflow.files): an interrupted run never leaves half a WAV."""
+    with written_whole(path) as partial:
+        sf.write(partial, audio, SYNTHETIC_SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return path
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    temporary = _partial_path(path)
-    temporary.write_bytes(content)
-    os.replace(temporary, path)
-
-
-def _partial_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")

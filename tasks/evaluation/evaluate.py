@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from genreflow.models.directory import FOLD_FILE, RESULT_FILE, CellInfo, fold_dir, load_member, write_json
-from genreflow.models.registry import Classifier, model_file
+from genreflow.files import write_json
+from genreflow.models.directory import FOLD_FILE, RESULT_FILE, CellInfo, fold_dir, load_member
+from genreflow.models.persistence import Classifier, model_file
 from genreflow.storage.store import FeatureSet
 from genreflow.tasks.evaluation.scoring import mean_per_track, predict_clips
 from genreflow.tasks.training.dataset import ClipStream, TrackClips, evaluation_plan, labelled_tracks

@@ -29,11 +29,12 @@ import numpy as np
 from genreflow.core import FeatureConfig
 from genreflow.models.directory import FOLD_FILE, CellInfo, fold_dir, is_remote, load_member, local_copy
 from genreflow.models.normalisation import BandNormaliser
-from genreflow.models.registry import Classifier
-from genreflow.storage.store import as_stored
+from genreflow.models.persistence import Classifier
+from genreflow.storage.zarr_io import as_stored
 from genreflow.tasks.collection.scan import AUDIO_EXTENSIONS, content_key, list_collection
+from genreflow.tasks.collection.sources import SourceError, read_source
 from genreflow.tasks.evaluation.scoring import predict_clips
-from genreflow.tasks.features.audio import AudioError, SourceError, decode_audio, read_source
+from genreflow.tasks.features.audio import AudioError, decode_audio
 from genreflow.tasks.features.clips import cut_clips, evaluation_starts
 from genreflow.tasks.features.compute import compute_features
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genreflow.models.registry import Classifier
+from genreflow.models.persistence import Classifier
 
 
 def predict_clips(model: Classifier, clips: np.ndarray, batch_size: int) -> np.ndarray:

@@ -4,15 +4,12 @@ Decoding uses soundfile (libsndfile: WAV in every PCM width and float, AU, FLAC,
 libsndfile rejects gets a second chance with librosa's audioread fallback. Stereo is averaged to mono and
 the rate converted with librosa's default resampler (soxr, high quality), exactly as `librosa.load` does.
 
-Two kinds of problem are kept apart, because extraction treats them differently:
-- `SourceError`: the file cannot be read at all (missing, permission denied, a directory). Nothing is known
-  of its content, so nothing is quarantined; the track fails for this run.
-- `AudioError`: the content is unusable, and extraction quarantines it by its content key: empty (0 bytes);
-  not audio, or corrupt (the decoder fails, or the samples are not finite); truncated (libsndfile reports a
-  data chunk longer than the file, or decodes < 99 % of the frames the header declares); silent (RMS below
-  `SILENCE_RMS_DBFS`, -60 dBFS, over the whole file; the quietest real GTZAN track is about -31 dBFS); too
-  short for what the caller needs (`min_seconds`, less a `SHORT_TOLERANCE_S` of 0.1 s, since real GTZAN
-  tracks last 29.93 to 30.0 s and must still serve 30 s clips).
+`AudioError`: the content is unusable, and extraction quarantines it by its content key (a file that cannot
+be read at all is a `genreflow.tasks.collection.sources.SourceError` instead): empty (0 bytes); not audio, or
+corrupt (the decoder fails, or the samples are not finite); truncated (libsndfile reports a data chunk longer
+than the file, or decodes < 99 % of the frames the header declares); silent (RMS below `SILENCE_RMS_DBFS`,
+-60 dBFS, over the whole file; the quietest real GTZAN track is about -31 dBFS); too short for what the
+caller needs (`min_seconds`, less the `SHORT_TOLERANCE_S` of `genreflow.tasks.features.clips`).
 """
 
 from __future__ import annotations
@@ -24,8 +21,10 @@ import warnings
 import numpy as np
 import soundfile as sf
 
+from genreflow.tasks.collection.sources import FileProblem
+from genreflow.tasks.features.clips import SHORT_TOLERANCE_S
+
 SILENCE_RMS_DBFS = -60.0
-SHORT_TOLERANCE_S = 0.1
 PCM16_SCALE = np.float32(2**-15)  # libsndfile's normalisation of 16-bit samples to [-1, 1)
 # A decoder may legitimately deliver slightly fewer frames than an estimated header says (MP3).
 MIN_DECODED_FRACTION = 0.99
@@ -33,46 +32,8 @@ MIN_DECODED_FRACTION = 0.99
 _SHORT_DATA_CHUNK = re.compile(r"^\s*data(?: size)?\s*:\s*(\d+)\s*\(should be (\d+)\)", re.IGNORECASE | re.MULTILINE)
 
 
-class SourceError(OSError):
-    """An audio file that cannot be read at all; `reason` says why in plain words."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        """Pickle by the constructor's arguments, so the error survives a trip between processes."""
-        return type(self), (self.path, self.reason)
-
-
-class AudioError(ValueError):
-    """An audio file that cannot be turned into features; `reason` says why in plain words."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        """Pickle by the constructor's arguments, so the error survives a trip between processes."""
-        return type(self), (self.path, self.reason)
-
-
-def read_source(path: str) -> bytes:
-    """The file's bytes, read once: extraction hashes the same bytes it decodes."""
-    try:
-        with open(path, "rb") as source:
-            data = source.read()
-    except FileNotFoundError:
-        raise SourceError(path, "missing: the file no longer exists") from None
-    except PermissionError:
-        raise SourceError(path, "unreadable: permission denied") from None
-    except IsADirectoryError:
-        raise SourceError(path, "not a file: it is a directory") from None
-    except OSError as error:
-        raise SourceError(path, f"unreadable: {error.strerror or error}") from None
-    return data
+class AudioError(FileProblem, ValueError):
+    """An audio file that cannot be turned into features."""
 
 
 def decode_audio(data: bytes, path: str, sample_rate: int, min_seconds: float = 0.0) -> np.ndarray:

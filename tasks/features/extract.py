@@ -33,7 +33,8 @@ from genreflow.core import FeatureConfig
 from genreflow.storage.schema import CollectionRecord, QuarantineRecord, TrackRecord
 from genreflow.storage.store import FeatureSet
 from genreflow.tasks.collection.scan import Collection, SourceTrack, content_key
-from genreflow.tasks.features.audio import AudioError, decode_audio, read_source
+from genreflow.tasks.collection.sources import read_source
+from genreflow.tasks.features.audio import AudioError, decode_audio
 from genreflow.tasks.features.compute import compute_features, too_short_for
 
 if TYPE_CHECKING:

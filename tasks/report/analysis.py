@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genreflow.models.registry import MODELS, model_names
-from genreflow.tasks.report.loading import RESULTS_FILE, RunFolder
 from genreflow.tasks.report.statistics import CellResult, CellSummary, summarise
+from genreflow.tasks.run_folder import RESULTS_FILE, RunFolder
 
 REASON_CHARACTERS = 200
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genreflow.files import write_bytes
 from genreflow.tasks.report.analysis import analyse
 from genreflow.tasks.report.figures import draw_plots
-from genreflow.tasks.report.loading import load_run_folder
-from genreflow.tasks.report.render import PLOTS_DIR, REPORT_HTML, REPORT_MD, render_html, render_markdown
+from genreflow.tasks.report.render import render_html, render_markdown
 from genreflow.tasks.report.sections import sections_of, title_of
+from genreflow.tasks.run_folder import PLOTS_DIR, REPORT_HTML, REPORT_MD, load_run_folder
 
 
 def build_report(run_dir: Path | str) -> tuple[Path, Path]:
@@ -23,6 +24,6 @@ def build_report(run_dir: Path | str) -> tuple[Path, Path]:
     sections = sections_of(analysis, plots)
     title = title_of(analysis.folder)
     markdown_path, html_path = run_dir / REPORT_MD, run_dir / REPORT_HTML
-    markdown_path.write_text(render_markdown(title, sections))
-    html_path.write_text(render_html(title, sections))
+    write_bytes(markdown_path, render_markdown(title, sections).encode())
+    write_bytes(html_path, render_html(title, sections).encode())
     return markdown_path, html_path

@@ -15,6 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from genreflow.files import write_bytes
+
 DPI = 100
 PAPER_STYLE = {"linestyle": "--", "marker": "x", "alpha": 0.8}
 
@@ -50,8 +52,7 @@ def save_plot(figure: Figure, name: str, caption: str, folder: Path) -> Plot:
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
     png = buffer.getvalue()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.png").write_bytes(png)
+    write_bytes(folder / f"{name}.png", png)
     return Plot(name, caption, png)
 
 

@@ -9,10 +9,7 @@ from collections.abc import Sequence
 
 from genreflow.tasks.report.document import Block, Bullets, Section, Table
 from genreflow.tasks.report.plots import Plot
-
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
-PLOTS_DIR = "plots"
+from genreflow.tasks.run_folder import PLOTS_DIR
 
 
 def render_markdown(title: str, sections: Sequence[Section]) -> str:

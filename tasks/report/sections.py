@@ -21,9 +21,9 @@ from genreflow.tasks.report.document import (
     spread_text,
     value_text,
 )
-from genreflow.tasks.report.loading import RUN_FILE, RunFolder
 from genreflow.tasks.report.plots import Plot
 from genreflow.tasks.report.statistics import BOOTSTRAP_RESAMPLES, CellResult, CellSummary, mcnemar, paired_correctness
+from genreflow.tasks.run_folder import RUN_FILE, RunFolder
 
 CNN, RNN, BASELINE = "cnn", "rnn", "baseline"  # the paper compares the first two; the third is the floor
 SIGNIFICANCE = 0.05

@@ -8,8 +8,8 @@ from typing import Any
 from genreflow.tasks.report import paper
 from genreflow.tasks.report.analysis import analyse
 from genreflow.tasks.report.document import mean_or_none
-from genreflow.tasks.report.loading import load_run_folder
 from genreflow.tasks.report.statistics import CellSummary
+from genreflow.tasks.run_folder import load_run_folder
 
 
 def results_table(run_dir: Path | str) -> list[dict[str, Any]]:

@@ -12,10 +12,8 @@ most a third of `memory_cap_mb`, so two windows and their clips stay under the c
 TensorFlow prefetches. Training shuffles the clips within what is in memory (the current window and any
 clips left over from earlier ones), after the track order itself was shuffled.
 
-A clip a little longer than its track (a 30 s clip of a 29.93 s GTZAN track lacks up to 4 frames) is padded
-at the end with the track's own frames mirrored (`numpy.pad(mode="reflect")`), which keeps the track's
-spectrum instead of inserting silence. Tracks shorter than that are not trained on at all
-(`genreflow.tasks.training.train.split_by_length`).
+A clip a little longer than its track is mirror-padded at the end; how much longer it may be, and why, is
+`genreflow.tasks.features.clips`'s rule (tracks shorter still are left out by `train.split_by_length`).
 
 Normalisation is per mel band: the mean and standard deviation of every frame of the training tracks,
 kept with the model; it decides whether the networks learn at all on real music (docs: training facts).

@@ -24,7 +24,6 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 SPLIT_NAMES = ("stratified", "paper", "fault-filtered", "kfold:K")
-SPLIT_PATTERN = r"^(stratified|paper|fault-filtered|kfold:([2-9]|[1-9][0-9]+))$"  # the names parse_split accepts
 MIN_GENRES = 2  # fewer, and a classifier is right by construction
 TEST_FRACTION = 0.2
 VALID_FRACTION_OF_REST = 0.125  # 10 % of the whole when the test set is 20 %

@@ -4,18 +4,8 @@ A cell learns from exactly the tracks it is given (`TrainingData`: a collection'
 content), never from whatever else the store holds. Tracks shorter than the clip are left out and listed
 (`excluded` in cell.json and the result); damaged or missing features stop the cell with their names.
 
-The model directory (`out_dir` of `train_cell`):
-
-    cell.json            what was trained on what: model, clip length and frames, seed, split, genres,
-                         feature configuration and id, the collection's folder, its tracks (id, genre,
-                         key) and data version, the excluded tracks, store, settings, number of folds.
-                         Written last: a directory without it is an interrupted training.
-    fold-<k>/            one per training: only fold-0 for stratified / paper / fault-filtered, K of them
-                         for kfold:K (fold k tests the k-th fold's tracks and trains on the others)
-        model.keras      (baseline.npz for the baseline)
-        normalisation.json   per-band mean and std of this fold's training tracks
-        fold.json        this fold's train / valid / test track ids, epochs run, seconds, Keras history
-    result.json          written by `genreflow.tasks.evaluation.evaluate.evaluate_cell`
+The model directory (`out_dir` of `train_cell`) is laid out as `genreflow.models.directory` describes: a
+fold folder per training (one, or K for kfold:K), cell.json written last.
 
 Prediction averages the softmax of every fold's model: for kfold:K an ensemble of the K models, each
 trained on about (K-1)/K of the tracks; for the other splits simply the one model.
@@ -34,18 +24,12 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from genreflow.core import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_EPOCHS,
-    DEFAULT_LEARNING_RATE,
-    DEFAULT_MEMORY_CAP_MB,
-    DEFAULT_PATIENCE,
-    FeatureConfig,
-)
+from genreflow.core import FeatureConfig, TrainingSettings
+from genreflow.files import write_json
 from genreflow.models import import_tensorflow
 from genreflow.models.directory import (
     CELL_FILE,
@@ -53,16 +37,16 @@ from genreflow.models.directory import (
     NORMALISATION_FILE,
     RESULT_FILE,
     CellInfo,
-    TrainingSettings,
     fold_dir,
-    write_json,
 )
 from genreflow.models.fused import fuse_batch_norms
-from genreflow.models.precision import device_description, dtype_policy, resolve_precision, training_device
-from genreflow.models.registry import ModelSpec, build_model, check_clip, is_keras, save_model, spec
+from genreflow.models.persistence import is_keras, save_model
+from genreflow.models.precision import cell_precision, device_description, dtype_policy
+from genreflow.models.registry import build_model, spec
+from genreflow.models.spec import ModelSpec
 from genreflow.storage.schema import CollectionTrack, StoreError, data_version
 from genreflow.storage.store import FeatureSet, Store
-from genreflow.tasks.features.audio import SHORT_TOLERANCE_S
+from genreflow.tasks.features.clips import too_short
 from genreflow.tasks.training.dataset import (
     Batch,
     ClipStream,
@@ -118,16 +102,11 @@ class TrainingData:
 def split_by_length(
     tracks: Sequence[LabelledTrack], clip_frames: int, feature_config: FeatureConfig
 ) -> tuple[list[LabelledTrack], dict[str, str]]:
-    """Tracks long enough for a clip (up to `SHORT_TOLERANCE_S` short: mirrored at the end), and why the
-    others are excluded."""
-    shortest = clip_frames - feature_config.frames_for(SHORT_TOLERANCE_S)
-    kept = [track for track in tracks if track.n_frames >= shortest]
-    seconds = feature_config.seconds_for(clip_frames)
-    excluded = {
-        track.track_id: f"shorter than the clip ({track.n_frames} frames < {clip_frames}, {seconds:.2f} s)"
-        for track in tracks
-        if track.n_frames < shortest
-    }
+    """Tracks long enough for a clip (`genreflow.tasks.features.clips.too_short`), and why the others are
+    excluded."""
+    reasons = [(track, too_short(track.n_frames, clip_frames, feature_config)) for track in tracks]
+    kept = [track for track, reason in reasons if reason is None]
+    excluded = {track.track_id: reason for track, reason in reasons if reason is not None}
     return kept, excluded
 
 
@@ -138,25 +117,17 @@ def train_cell(
     seed: int,
     split: str,
     out_dir: str | Path,
-    epochs: int = DEFAULT_EPOCHS,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
+    settings: TrainingSettings | None = None,
     threads: int | None = None,
-    patience: int = DEFAULT_PATIENCE,
-    crops_per_track: int | None = None,
-    memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB,
-    precision: str = "auto",
 ) -> Path:
     """Train `model` (a registered name, or the entry itself) on `clip_seconds` clips of `data`'s tracks into
-    `out_dir` (the model directory)."""
-    model_spec = spec(model)
-    settings = TrainingSettings(
-        epochs, batch_size, learning_rate, patience, crops_per_track, memory_cap_mb,
-        cell_precision(precision, model_spec),
-    )  # fmt: skip
+    `out_dir` (the model directory), as `settings` say (the defaults if None); its precision is resolved here,
+    on the device that trains, and cell.json records the resolved one."""
+    model_spec, settings = spec(model), settings or TrainingSettings()
     settings.check()
+    settings = replace(settings, precision=cell_precision(settings.precision, model_spec))
     _check_feature_set(model_spec, data)
-    clip_frames = check_clip(model_spec, clip_seconds, data.feature_config)
+    clip_frames = model_spec.clip_frames(clip_seconds, data.feature_config)
     store = FeatureSet.open(data.store, data.feature_config)
     stored = labelled_tracks(store, data.tracks)
     usable, excluded = split_by_length(stored, clip_frames, data.feature_config)
@@ -219,14 +190,6 @@ def _check_feature_set(model_spec: ModelSpec, data: TrainingData) -> None:
             f"{model_spec.name} trains on the {model_spec.features} feature set, not on the one given "
             f"(feature id {given.identity()}): extract it with `genreflow extract --features {model_spec.features}`"
         )
-
-
-def cell_precision(requested: str, model_spec: ModelSpec) -> str:
-    """The precision a cell trains in: `requested` resolved for its model on this machine's device; float32 for
-    the models fitted by scikit-learn (no epochs, no Keras), whatever was asked."""
-    if not model_spec.neural:
-        return "float32"
-    return resolve_precision(requested, model_spec.name, training_device())
 
 
 def configure_tensorflow(threads: int | None) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from genreflow.flows.pipeline import genreflow_flow
-from genreflow.models.registry import ModelSpec, register, spec
+from genreflow.models.registry import register, spec
+from genreflow.models.spec import ModelSpec
 
 FAULT_ENV = "GENREFLOW_TEST_FAULT_FILE"
 

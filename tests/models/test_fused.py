@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 
 from genreflow.models.fused import fuse_batch_norms
+from genreflow.models.persistence import load_model, save_model
 from genreflow.models.precision import dtype_policy
-from genreflow.models.registry import build_model, load_model, save_model
+from genreflow.models.registry import build_model
 from genreflow.tasks.training.train import compile_for_training
 
 N_MELS = 128

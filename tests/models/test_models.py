@@ -14,7 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genreflow.models.baseline import band_summary
-from genreflow.models.registry import MODELS, build_model, load_model, model_file, model_names, save_model, spec
+from genreflow.models.persistence import load_model, model_file, save_model
+from genreflow.models.registry import MODELS, build_model, model_names, spec
 
 N_MELS = 128
 GENRES = 4

@@ -92,15 +92,17 @@ def test_the_run_parameter_offers_exactly_the_precisions_that_resolve() -> None:
 
 
 def test_the_precision_enters_a_cells_cache_key_as_resolved_here() -> None:
-    from genreflow.core import FeatureConfig
-    from genreflow.flows.grid import training_key
+    from genreflow.core import FeatureConfig, TrainingSettings
+    from genreflow.flows.cells import training_key
     from genreflow.models.registry import spec
     from genreflow.tasks.training.train import TrainingData
 
     data = TrainingData("store.zarr", FeatureConfig(), "collection", ())
-    parameters = {"model": spec("crnn"), "clip_seconds": 5.0, "seed": 0, "split": "stratified", "epochs": 1,
-                  "batch_size": 32, "crops_per_track": None, "data": data}  # fmt: skip
-    keys = {value: training_key({**parameters, "precision": value}) for value in precision.PRECISIONS}
+    parameters = {"model": spec("crnn"), "clip_seconds": 5.0, "seed": 0, "split": "stratified", "data": data}
+    keys = {
+        value: training_key({**parameters, "settings": TrainingSettings(epochs=1, precision=value)})
+        for value in precision.PRECISIONS
+    }
     assert keys["float32"] != keys["bfloat16"]
     resolved = precision.resolve_precision("auto", "crnn", precision.training_device())
     assert keys["auto"] == keys[resolved]

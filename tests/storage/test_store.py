@@ -113,7 +113,7 @@ def test_a_batch_costs_its_metadata_twice_its_chunks_and_no_reads_of_its_own(tmp
 
 
 def test_a_batch_holds_the_very_chunks_zarrs_own_writes_make(store: FeatureSet, tmp_path: Path):
-    """The store encodes and keys a batch's chunks itself (storage.store._write_rows): they must be what Zarr's
+    """The store encodes and keys a batch's chunks itself (storage.zarr_io.write_rows): they must be what Zarr's
     own setitem writes for the same rows, byte for byte, rows of several chunks and short rows included."""
     lengths = {"a": 2 * CHUNK_FRAMES + 5, "b": 40, "c": CHUNK_FRAMES}
     written = {key: features(frames) for key, frames in lengths.items()}

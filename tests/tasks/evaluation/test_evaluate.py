@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
-from genreflow.core import FeatureConfig
+from genreflow.core import FeatureConfig, TrainingSettings
 from genreflow.storage.schema import StoreError
 from genreflow.storage.store import FeatureSet
 from genreflow.tasks.evaluation.evaluate import classification_metrics, evaluate_cell, mean_per_track
@@ -66,7 +66,7 @@ def test_the_result_follows_the_contract_and_is_written_beside_the_model(
     tiny_data: TrainingData, tmp_path: Path
 ) -> None:
     tiny_store = tiny_data.store
-    model_dir = train_cell(tiny_data, "cnn", 0.5, 3, "stratified", tmp_path / "cell", epochs=1)
+    model_dir = train_cell(tiny_data, "cnn", 0.5, 3, "stratified", tmp_path / "cell", TrainingSettings(epochs=1))
     result = evaluate_cell(model_dir, tiny_store)
     assert set(result) >= CONTRACT_KEYS
     assert json.loads((model_dir / "result.json").read_text()) == result

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from genreflow.tasks.features.audio import SHORT_TOLERANCE_S, AudioError, SourceError, decode_audio, read_source
-from tests.support.paths import REPO_ROOT
-from tests.support.processes import as_unprivileged
+from genreflow.tasks.collection.sources import read_source
+from genreflow.tasks.features.audio import AudioError, decode_audio
+from genreflow.tasks.features.clips import SHORT_TOLERANCE_S
 
 
 def load_audio(path: str, rate: int, min_seconds: float = 0.0) -> np.ndarray:
@@ -141,45 +138,3 @@ def test_bad_files_raise_a_clear_error_naming_the_file(tmp_path, name):
 def test_the_error_survives_pickling_between_processes():
     error = pickle.loads(pickle.dumps(AudioError("/music/a.wav", "silent")))
     assert (error.path, error.reason, str(error)) == ("/music/a.wav", "silent", "/music/a.wav: silent")
-
-
-def test_a_file_that_cannot_be_read_is_a_source_error_not_bad_audio(tmp_path):
-    """Nothing is known of such a file's content, so extraction must not quarantine it (tasks/features/extract.py)."""
-    with pytest.raises(SourceError, match="missing"):
-        load_audio(str(tmp_path / "gone.wav"), RATE)
-    with pytest.raises(SourceError, match="is a directory"):
-        load_audio(str(tmp_path), RATE)
-    error = pickle.loads(pickle.dumps(SourceError("/music/a.wav", "missing")))
-    assert (error.path, error.reason) == ("/music/a.wav", "missing")
-
-
-LOAD = (
-    "import sys\nfrom genreflow.tasks.features.audio import decode_audio, read_source\n"
-    "decode_audio(read_source(sys.argv[1]), sys.argv[1], 22050)\nprint('decoded')\n"
-)
-
-
-def load_as_unprivileged_user(path: Path) -> subprocess.CompletedProcess[str]:
-    """Decode `path` in a child to which file permissions apply (root, without its capabilities)."""
-    repo = REPO_ROOT
-    return subprocess.run(
-        as_unprivileged([sys.executable, "-c", LOAD, str(path)]),
-        capture_output=True,
-        text=True,
-        cwd=repo,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(repo)},
-    )
-
-
-def test_an_unreadable_file_is_reported_as_a_permission_problem(tmp_path):
-    readable, locked = tmp_path / "readable.wav", tmp_path / "locked.wav"
-    for path in (readable, locked):
-        sf.write(path, tone(1.0, RATE), RATE)
-    locked.chmod(0o000)
-
-    assert load_as_unprivileged_user(readable).stdout.strip() == "decoded"  # the folder itself is fine
-    denied = load_as_unprivileged_user(locked)
-
-    assert denied.returncode != 0
-    assert f"SourceError: {locked}: unreadable: permission denied" in denied.stderr

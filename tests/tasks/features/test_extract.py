@@ -21,8 +21,9 @@ from genreflow.storage.schema import BATCHES_GROUP, FEATURES_GROUP, CollectionTr
 from genreflow.storage.store import FeatureSet, Store
 from genreflow.tasks.cluster import dask_client, default_worker_count
 from genreflow.tasks.collection.scan import Collection, SourceTrack, scan_collection
+from genreflow.tasks.collection.sources import read_source
 from genreflow.tasks.collection.synthetic import write_synthetic_collection
-from genreflow.tasks.features.audio import decode_audio, read_source
+from genreflow.tasks.features.audio import decode_audio
 from genreflow.tasks.features.extract import (
     MEAN_TRACKS_PER_TASK,
     MIN_TASKS_PER_WORKER,

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreflow.core import LOG_MEL, FeatureConfig
-from genreflow.models.registry import build_model, load_model, model_names, spec
+from genreflow.core import LOG_MEL, FeatureConfig, TrainingSettings
+from genreflow.models.persistence import load_model
+from genreflow.models.registry import build_model, model_names, spec
 from genreflow.storage.schema import StoreError
 from genreflow.storage.store import FeatureSet
 from genreflow.tasks.evaluation.evaluate import evaluate_cell
@@ -38,7 +39,9 @@ def keys_of(data: TrainingData, track_ids: list[str]) -> list[str]:
 def test_each_model_trains_into_a_self_contained_model_directory(
     model: str, tiny_store: TrainingData, tmp_path: Path
 ) -> None:
-    model_dir = train_cell(tiny_store, model, CLIP_SECONDS, 0, "stratified", tmp_path / "cell", epochs=1)
+    model_dir = train_cell(
+        tiny_store, model, CLIP_SECONDS, 0, "stratified", tmp_path / "cell", TrainingSettings(epochs=1)
+    )
     assert model_dir == tmp_path / "cell"
     cell = CellInfo.load(model_dir)
     assert (cell.model, cell.clip_frames, cell.genres, cell.folds) == (model, 22, ["g0", "g1", "g2"], 1)
@@ -90,7 +93,9 @@ def test_the_same_seed_trains_the_same_model_and_another_seed_does_not(
     tiny_store: TrainingData, tmp_path: Path
 ) -> None:
     def trained_output(seed: int, name: str) -> np.ndarray:
-        model_dir = train_cell(tiny_store, "cnn", CLIP_SECONDS, seed, "stratified", tmp_path / name, epochs=1)
+        model_dir = train_cell(
+            tiny_store, "cnn", CLIP_SECONDS, seed, "stratified", tmp_path / name, TrainingSettings(epochs=1)
+        )
         return np.asarray(load_model(fold_dir(model_dir, 0)).predict_on_batch(fixed_clips()))
 
     first = trained_output(0, "a")
@@ -117,7 +122,7 @@ def test_retraining_into_a_model_directory_replaces_the_earlier_training(
         ({"clip_seconds": float("nan")}, "positive, finite number of seconds, got nan"),
         ({"clip_seconds": 0.01}, "a 0.01 s clip is 0 frame\\(s\\); cnn needs at least 8 \\(0.19 s\\)"),
         ({"model": "crnn", "clip_seconds": 0.3}, "crnn needs at least 16"),
-        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"settings": TrainingSettings(epochs=0)}, "epochs must be at least 1"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(
@@ -202,7 +207,9 @@ def test_the_cnn_learns_the_synthetic_collection_clearly_above_chance(tmp_path: 
     # Real WAVs through the extraction code; 64 bands at a 1024 hop keep the budget small on two cores.
     config = FeatureConfig(n_mels=64, n_fft=2048, hop_length=1024)
     _, data = synthetic_audio_store(tmp_path, tracks_per_genre=16, seconds=3.0, config=config)
-    model_dir = train_cell(data, "cnn", 1.0, 0, "stratified", tmp_path / "cell", epochs=6, batch_size=16)
+    model_dir = train_cell(
+        data, "cnn", 1.0, 0, "stratified", tmp_path / "cell", TrainingSettings(epochs=6, batch_size=16)
+    )
     result = evaluate_cell(model_dir, data.store)
     chance = 1 / len(result["genres"])
     assert result["n_tracks"]["test"] == 18
@@ -214,14 +221,20 @@ def test_a_cell_trains_in_the_precision_asked_for_and_its_record_says_so_and_on_
     tiny_store: TrainingData, tmp_path: Path
 ) -> None:
     model_dir = train_cell(
-        tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / "bf16", epochs=1, precision="bfloat16"
+        tiny_store,
+        "cnn",
+        CLIP_SECONDS,
+        0,
+        "stratified",
+        tmp_path / "bf16",
+        TrainingSettings(epochs=1, precision="bfloat16"),
     )
     cell = CellInfo.load(model_dir)
     assert cell.settings.precision == "bfloat16" and cell.device.startswith(("cpu: ", "gpu:"))
     model = load_model(fold_dir(model_dir, 0))
     assert {layer.dtype_policy.name for layer in model.layers if layer.weights} >= {"mixed_bfloat16"}
     baseline_dir = train_cell(
-        tiny_store, "baseline", CLIP_SECONDS, 0, "stratified", tmp_path / "b", precision="bfloat16"
+        tiny_store, "baseline", CLIP_SECONDS, 0, "stratified", tmp_path / "b", TrainingSettings(precision="bfloat16")
     )
     assert CellInfo.load(baseline_dir).settings.precision == "float32"  # fitted by scikit-learn: no bfloat16
 
@@ -250,7 +263,8 @@ def test_the_same_seed_trains_the_same_model_while_another_thread_draws_from_ran
     drawing.start()
     try:
         dirs = [
-            train_cell(tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / name, epochs=1) for name in "ab"
+            train_cell(tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / name, TrainingSettings(epochs=1))
+            for name in "ab"
         ]
     finally:
         stop.set()

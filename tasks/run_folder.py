@@ -1,17 +1,49 @@
-"""Reading a run folder for its report: results.json (required), run.json and summary.json (optional)."""
+"""A run folder, `<out>/<run name>/`: the one place that names its files, writes them and reads them back.
+
+    results.json   every evaluated cell's result (docs/CONTRACTS.md); what the report is built from
+    run.json       the run's provenance: data, parameters, versions, machine
+    summary.json   every cell with its status, time and accuracy, and the run's state
+    report.md, report.html, plots/   the report (tasks/report)
+
+`<out>/latest` links the newest run's folder. The flow writes the three JSON files once its cells have
+finished, each whole (genreflow.files); the report and the commands read them here.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genreflow.files import write_json
 from genreflow.tasks.report.statistics import CellResult, ReportInputError
 
 RESULTS_FILE = "results.json"
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+PLOTS_DIR = "plots"
+LATEST = "latest"  # in the runs folder: a link to the newest run's folder
+
+
+def write_run_folder(
+    run_dir: Path, results: list[dict[str, Any]], run: dict[str, Any], summary: dict[str, Any]
+) -> None:
+    """The run's three JSON files, each written whole; summary.json last, as the run's last word."""
+    write_json(run_dir / RESULTS_FILE, {"cells": results})
+    write_json(run_dir / RUN_FILE, run)
+    write_json(run_dir / SUMMARY_FILE, summary)
+
+
+def point_latest_at(run_dir: Path) -> None:
+    """Make `<runs>/latest` a link to this run's folder, replaced in one step."""
+    link, staged = run_dir.parent / LATEST, run_dir.parent / f".{LATEST}.{os.getpid()}"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(run_dir.name, target_is_directory=True)
+    staged.replace(link)
 
 
 @dataclass(frozen=True)
