@@ -1,14 +1,19 @@
 """Cache keys that make "rerun only what failed" exact.
 
-A training cell's key holds its inputs, its data's version and the code version of exactly what changes what
-the cell learns: the model's own module and the model modules it imports (its blocks), and the training code
-with the data pipeline it streams through (genreflow.tasks.training, the store's reading code, the model
-directory's format, the core). The command line, the report, extraction and the store's maintenance are not
-in it: editing them keeps every trained cell. Editing `models/crnn.py` invalidates the CRNN cells and nothing
-else. An evaluation's key holds its model directory, data version and the evaluation code's version, so
-editing the evaluation re-evaluates without retraining.
+A training cell's code version is the import closure of what it runs, found by reading the source (nothing is
+imported to hash it): the training entry point and every genreflow module it imports, transitively, plus the
+cell's own model module and what that imports, plus the data files those packages ship (the fault-filtered
+split lists). No list has to be remembered: a module that training comes to import is in every key at once.
+Two rules keep a key from covering more than the cell runs, each named here with its reason:
 
-Sources are found by path from the packages' folders, so nothing is imported to hash it.
+- `EXCLUDED`: modules training imports that change nothing a cell learns;
+- another model's module: training reaches the baseline's and musicnn's modules to save and load their arrays,
+  but a model's module is its own cells' code only (editing `models/crnn.py` retrains the CRNN cells alone).
+
+The model's registry entry is in the key by value (flows/cells.py), not the registry's source. An evaluation's
+key holds its model directory (named by its training key), its data version and the same closure of the
+evaluation entry point, so editing the evaluation re-evaluates without retraining, and editing the report,
+the command line, extraction or the store's maintenance (none imported by either) changes neither.
 """
 
 from __future__ import annotations
@@ -23,20 +28,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT_PACKAGES = ("genreflow", "genreflow.tasks", "genreflow.models", "genreflow.storage", "genreflow.flows")
-MODELS = "genreflow.models"
-# What every cell runs, whichever model it trains: the training code and everything it imports from here.
 TRAINING_ENTRY = "genreflow.tasks.training.train"
-TRAINING_CODE = (
-    "genreflow.core",
-    "genreflow.tasks.training",
-    "genreflow.storage.schema",
-    "genreflow.storage.store",
-    "genreflow.storage.float16",
-    "genreflow.models.directory",
-    "genreflow.models.normalisation",
-)
 EVALUATION_ENTRY = "genreflow.tasks.evaluation.evaluate"
-EVALUATION_CODE = (*TRAINING_CODE, "genreflow.tasks.evaluation")
+# Modules the entry points import that change nothing a cell learns or an evaluation computes, with the reason.
+EXCLUDED: dict[str, str] = {
+    "genreflow.models.registry": "the table of every model: a cell's key holds its own model's entry by value",
+}
 
 
 @lru_cache(maxsize=1)
@@ -65,16 +62,23 @@ def module_file(module: str, folders: dict[str, Path]) -> Path | None:
     return None
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module a source file imports by absolute name, with the parent packages that importing runs."""
+def imported_modules(path: Path) -> frozenset[str]:
+    """Every module a source file imports by absolute name, anywhere in it (deferred imports too), with the
+    parent packages that importing runs."""
+    return _imports_in(path.read_text(), str(path))
+
+
+@lru_cache(maxsize=1024)
+def _imports_in(source: str, filename: str) -> frozenset[str]:
+    """`imported_modules` of a source text, parsed once per text: a test edits one file and hashes the rest."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(ast.parse(source, filename=filename)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {".".join(name.split(".")[:depth]) for name in names for depth in range(1, name.count(".") + 2)}
+    return frozenset(".".join(name.split(".")[:depth]) for name in names for depth in range(1, name.count(".") + 2))
 
 
 def module_closure(root: str, follow: Callable[[str], bool], folders: dict[str, Path]) -> dict[str, Path]:
@@ -91,29 +95,59 @@ def module_closure(root: str, follow: Callable[[str], bool], folders: dict[str, 
     return found
 
 
-def within(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
-    """Accepts the modules `prefixes` names and the modules inside them."""
-    return lambda module: any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
+def is_project_module(module: str) -> bool:
+    return module == "genreflow" or module.startswith("genreflow.")
 
 
-def _model_code(module: str) -> bool:
-    """A model's own code: the modules of genreflow.models it imports, but not the registry, which names
-    every model (and would tie each model's cells to every other's)."""
-    return within((MODELS,))(module) and module != "genreflow.models.registry"
+def model_modules() -> frozenset[str]:
+    """The modules that define a registered model: each is its own cells' code."""
+    from genreflow.models.registry import MODELS  # the table only: cheap, no TensorFlow
+
+    return frozenset(model.module for model in MODELS.values())
+
+
+def shared_code(module: str) -> bool:
+    """Followed from an entry point: genreflow's modules, less the exclusions and the models' own modules."""
+    return is_project_module(module) and module not in EXCLUDED and module not in model_modules()
+
+
+def own_code(module: str) -> bool:
+    """Followed from a model's module: genreflow's modules, less the exclusions."""
+    return is_project_module(module) and module not in EXCLUDED
 
 
 def code_files(model_module: str, folders: dict[str, Path] | None = None) -> dict[str, Path]:
-    """The modules whose source a cell training `model_module` depends on."""
+    """The modules whose source a cell training `model_module` runs, and the data files their packages ship."""
     folders = folders or installed_folders()
-    return {
-        **module_closure(model_module, _model_code, folders),
-        **module_closure(TRAINING_ENTRY, within(TRAINING_CODE), folders),
+    modules = {
+        **module_closure(TRAINING_ENTRY, shared_code, folders),
+        **module_closure(model_module, own_code, folders),
     }
+    return {**modules, **package_data(modules)}
 
 
 def evaluation_files(folders: dict[str, Path] | None = None) -> dict[str, Path]:
-    """The modules whose source an evaluation depends on (its model is in its model directory)."""
-    return module_closure(EVALUATION_ENTRY, within(EVALUATION_CODE), folders or installed_folders())
+    """The modules whose source an evaluation runs (its model is in its model directory), with their data."""
+    modules = module_closure(EVALUATION_ENTRY, shared_code, folders or installed_folders())
+    return {**modules, **package_data(modules)}
+
+
+def package_data(modules: dict[str, Path]) -> dict[str, Path]:
+    """The files other than source that the packages among `modules` ship in folders of their own (the
+    fault-filtered split lists): code reads them, so they are part of what it does."""
+    data: dict[str, Path] = {}
+    for name, path in modules.items():
+        if path.name != "__init__.py":
+            continue
+        for folder in (entry for entry in path.parent.iterdir() if entry.is_dir() and _is_data_folder(entry)):
+            for item in sorted(folder.rglob("*")):
+                if item.is_file():
+                    data[f"{name}/{item.relative_to(path.parent).as_posix()}"] = item
+    return data
+
+
+def _is_data_folder(folder: Path) -> bool:
+    return not (folder / "__init__.py").exists() and folder.name != "__pycache__"
 
 
 def sources_hash(modules: dict[str, Path]) -> str:
