@@ -117,12 +117,16 @@ class FeatureConfig:
             raise ValueError(f"unknown feature settings: {sorted(unknown)}")
         return cls(**values)
 
-    def identity(self) -> str:
-        """A short stable hash of the settings: equal configs share it, any change alters it. Settings at their
-        defaults that were added later are left out, so a store's existing feature sets keep their names."""
+    def defining_settings(self) -> dict[str, Any]:
+        """The settings that make this configuration what it is: all of them but those added later that sit at
+        their defaults (a log-mel has no embedding, so it lists none of the embedding's settings)."""
         defaults = {field.name: field.default for field in dataclasses.fields(self) if field.name in LATER_FIELDS}
-        values = {name: value for name, value in self.to_dict().items() if defaults.get(name, object()) != value}
-        canonical = json.dumps(values, sort_keys=True)
+        return {name: value for name, value in self.to_dict().items() if defaults.get(name, object()) != value}
+
+    def identity(self) -> str:
+        """A short stable hash of the defining settings: equal configs share it, any change alters it, and a
+        store's feature sets made before a setting was added keep their names."""
+        canonical = json.dumps(self.defining_settings(), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from genreflow.core import FeatureConfig
 from genreflow.tasks.report import paper
 from genreflow.tasks.report.analysis import Analysis, best_overall, cell_label, display_name, has_history
 from genreflow.tasks.report.document import (
@@ -269,10 +270,18 @@ def data_section(folder: RunFolder) -> Section:
         blocks.append(
             Table(
                 ("feature setting", "value"),
-                [(key, value_text(value)) for key, value in data["feature_config"].items()],
+                [(key, value_text(value)) for key, value in feature_settings(data["feature_config"]).items()],
             )
         )
     return Section("The data", blocks)
+
+
+def feature_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings that define the run's feature set; all of them, as recorded, if they do not parse."""
+    try:
+        return FeatureConfig.from_dict(values).defining_settings()
+    except (TypeError, ValueError):
+        return values
 
 
 def data_version_blocks(folder: RunFolder, data: dict[str, Any] | None) -> list[Block]:
@@ -374,4 +383,5 @@ def sections_of(analysis: Analysis, plots: dict[str, Plot]) -> list[Section]:
 
 
 def title_of(folder: RunFolder) -> str:
-    return f"genreflow report: {folder.run.get('flow_run_id') or folder.path.name}"
+    """The run's name (as the UI and the run folder show it), not its id."""
+    return f"genreflow report: {folder.run.get('flow_run_name') or folder.path.name}"

@@ -320,3 +320,19 @@ def test_headless_chromium_renders_the_report(built: tuple[Path, str, str], tmp_
     not_white = np.any(pixels < 0.9, axis=-1)
     assert not_white.mean() > 0.02, "the screenshot is (nearly) blank"
     assert np.unique(pixels.reshape(-1, 3), axis=0).shape[0] > 50, "the screenshot has too few colours to hold plots"
+
+
+def test_the_title_is_the_runs_name_and_the_feature_table_lists_only_what_defines_the_log_mel(
+    tmp_path: Path,
+) -> None:
+    from genreflow.core import FEATURE_SETS, LOG_MEL
+
+    run_dir = write_run(tmp_path / "run")
+    run = json.loads((run_dir / "run.json").read_text())
+    run["flow_run_name"] = "gtzan-sample-20261207-101500-ab12cd"
+    run["data"]["feature_config"] = FEATURE_SETS[LOG_MEL].to_dict()  # every setting, the embedding's too
+    (run_dir / "run.json").write_text(json.dumps(run))
+    markdown = build_report(run_dir)[0].read_text()
+    assert markdown.startswith("# genreflow report: gtzan-sample-20261207-101500-ab12cd\n")
+    assert "| n_mels | 128 |" in markdown
+    assert not any(f"| {name} |" in markdown for name in ("embedding", "embedding_size", "patch_frames"))
