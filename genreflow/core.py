@@ -20,6 +20,11 @@ DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_PATIENCE = 10  # epochs without a lower validation loss before training stops
 DEFAULT_MEMORY_CAP_MB = 256.0  # what streaming clips out of the store may hold in memory
 PRECISIONS = ("auto", "float32", "bfloat16")  # how a model may train (models/precision.py resolves "auto")
+# A network's training budget: this many random crops of every training track per epoch, at every clip length
+# (overlapping where a track holds fewer clips), so that an epoch is as many optimiser steps at 30 s as at 1 s.
+# Six is what a 5 s epoch took when an epoch was "every clip of every track" (docs/benchmarks.md).
+DEFAULT_CROPS_PER_TRACK = 6
+AUGMENTATIONS = ("none", "specaugment")  # what training does to each crop (tasks/training/augment.py)
 # The split names tasks/training/splits.py's parse_split accepts; the run form checks a split against it.
 SPLIT_PATTERN = r"^(stratified|paper|fault-filtered|kfold:([2-9]|[1-9][0-9]+))$"
 # genreflow's own loggers (per-epoch training progress, extraction details) that Prefect should show in a run's
@@ -30,16 +35,17 @@ PREFECT_EXTRA_LOGGERS = "genreflow"
 @dataclass(frozen=True)
 class TrainingSettings:
     """How a cell trains, carried whole from a run's parameters to the trainer and into cell.json. Each epoch
-    takes as many random crops of a track as it holds clips, at most `crops_per_track` (None: no cap).
+    takes `crops_per_track` random crops of every training track (None: as many as the track holds clips).
     `precision` is what was asked ("auto" too) until a cell resolves it for its model and device."""
 
     epochs: int = DEFAULT_EPOCHS
     batch_size: int = DEFAULT_BATCH_SIZE
     learning_rate: float = DEFAULT_LEARNING_RATE
     patience: int = DEFAULT_PATIENCE
-    crops_per_track: int | None = None
+    crops_per_track: int | None = DEFAULT_CROPS_PER_TRACK
     memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB
     precision: str = "auto"
+    augment: str = "none"
 
     def check(self) -> None:
         """Refuse settings that cannot train, naming the setting."""
@@ -52,6 +58,8 @@ class TrainingSettings:
             raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
 
 
 def cell_name(model: str, clip_seconds: float, seed: int) -> str:

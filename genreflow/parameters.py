@@ -18,8 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 from pydantic.fields import FieldInfo
 
 from genreflow.core import (
+    AUGMENTATIONS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_CLIP_SECONDS,
+    DEFAULT_CROPS_PER_TRACK,
     DEFAULT_EPOCHS,
     PRECISIONS,
     SPLIT_PATTERN,
@@ -32,6 +34,7 @@ from genreflow.models.registry import model_names
 ModelName = Annotated[str, Field(json_schema_extra={"enum": list(model_names())})]
 SplitName = Annotated[str, WithJsonSchema({"type": "string", "pattern": SPLIT_PATTERN})]
 Precision = Literal[PRECISIONS]  # genreflow.core.PRECISIONS, which the UI offers as choices
+Augmentation = Literal[AUGMENTATIONS]
 
 
 class RunParameters(BaseModel):
@@ -56,8 +59,12 @@ class RunParameters(BaseModel):
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="Clips per training step.")
     precision: Precision = Field("auto", description="Training precision: auto (bfloat16 only for the models and "
                                  "CPUs/GPUs where it measured faster), float32 or bfloat16.")  # fmt: skip
-    crops_per_track: int | None = Field(None, ge=1, description="Random crops of each training track per epoch, at "
-                                        "most (none: as many as the track holds clips).")  # fmt: skip
+    crops_per_track: int | None = Field(
+        DEFAULT_CROPS_PER_TRACK, ge=1, description="A network's random crops of each training track per epoch, the "
+        "same at every clip length (overlapping where a track holds fewer); none: as many as the track holds.",
+    )  # fmt: skip
+    augment: Augmentation = Field("none", description="What training does to each crop: none, or specaugment "
+                                  "(two band and two time masks per clip).")  # fmt: skip
     store: str = Field("runs/store.zarr", description="The Zarr store: a local path or an fsspec URL.")
     cache: str = Field("runs/cache", description="Persisted task results and trained models: a local path or an "
                        "fsspec URL.")  # fmt: skip
@@ -74,7 +81,7 @@ class RunParameters(BaseModel):
         """How every cell of the run trains: the run's training options, the others at their defaults."""
         return TrainingSettings(
             epochs=self.epochs, batch_size=self.batch_size, crops_per_track=self.crops_per_track,
-            precision=self.precision,
+            precision=self.precision, augment=self.augment,
         )  # fmt: skip
 
     def locations(self) -> list[str]:
@@ -115,6 +122,7 @@ def add_run_options(parser: argparse._ActionsContainer) -> None:
             f"--{name.replace('_', '-')}",
             dest=name,
             type=element,
+            choices=typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else None,
             nargs="+" if many else None,
             default=None,  # unset options take the model's default
             metavar=name.upper(),
@@ -147,6 +155,8 @@ def _option_type(annotation: Any) -> tuple[Callable[[str], Any], bool]:
         return _option_type(next(arg for arg in typing.get_args(annotation) if arg is not type(None)))
     if origin is Annotated:
         return _option_type(typing.get_args(annotation)[0])
+    if origin is Literal:  # one of named strings: argparse checks the choice
+        return str, False
     return annotation, False
 
 

@@ -47,3 +47,17 @@ def test_the_nightly_deployment_takes_the_same_run_options() -> None:
 
     dests = {action.dest for action in build_parser()._actions}
     assert set(FIELDS) <= dests and {"cron", "timezone"} <= dests
+
+
+def test_options_with_named_choices_parse_into_the_training_settings_and_refuse_others() -> None:
+    import pytest
+
+    from genreflow.core import TrainingSettings
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_run_options(parser)
+    given = ["--precision", "float32", "--augment", "specaugment", "--crops-per-track", "2", "--batch-size", "8"]
+    settings = parameters_from(parser.parse_args(given)).training_settings()
+    assert settings == TrainingSettings(batch_size=8, crops_per_track=2, precision="float32", augment="specaugment")
+    with pytest.raises(argparse.ArgumentError, match="invalid choice: 'mixup'"):
+        parser.parse_args(["--augment", "mixup"])

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from genreflow.commands import fail
-from genreflow.core import PRECISIONS, TrainingSettings, cell_name
+from genreflow.core import AUGMENTATIONS, DEFAULT_CROPS_PER_TRACK, PRECISIONS, TrainingSettings, cell_name
 from genreflow.models.registry import MODELS
 
 # The options that are `TrainingSettings` fields, by the same names.
-SETTINGS_OPTIONS = ("epochs", "patience", "batch_size", "learning_rate", "crops_per_track", "precision")
+SETTINGS_OPTIONS = ("epochs", "patience", "batch_size", "learning_rate", "crops_per_track", "precision", "augment")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,8 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--crops-per-track",
         type=int,
-        help="random crops per training track per epoch (default: as many clips as the track holds)",
+        help=f"random crops per training track per epoch, at every clip length (default {DEFAULT_CROPS_PER_TRACK})",
     )
+    train.add_argument("--augment", choices=list(AUGMENTATIONS), help="what training does to each crop (default none)")
     train.add_argument("--threads", type=int, help="TensorFlow threads (default: TensorFlow's choice, every core)")
     train.add_argument(
         "--precision", choices=list(PRECISIONS),

@@ -1,11 +1,12 @@
 """Honest evaluation of a trained cell on its test tracks: the per-cell result JSON of docs/CONTRACTS.md.
 
 Every non-overlapping clip of each test track is scored (clip level); a track's prediction is the mean of
-its clips' softmax (track level). For kfold:K each fold's model scores its own test tracks, so the result
-covers every track the cell used exactly once. The test tracks are those recorded in the model directory,
-read by content key: a store that lacks them or holds them damaged is refused by name. Beyond the contract's
-keys: `folds` (per fold: tracks, epochs, seconds, track accuracy), `clip_frames`, `settings`, `collection`
-and `excluded` (tracks too short for the clip, with the reason).
+its clips' softmax (track level), and, reported beside it, the genre most of its clips predict (`track_vote`).
+For kfold:K each fold's model scores its own test tracks, so the result covers every track the cell used
+exactly once. The test tracks are those recorded in the model directory, read by content key: a store that
+lacks them or holds them damaged is refused by name. Beyond the contract's keys: `folds` (per fold: tracks,
+epochs, seconds, track accuracy), `clip_frames`, `settings`, `collection` and `excluded` (tracks too short
+for the clip, with the reason).
 
 For kfold, `n_tracks.train` / `valid` and `epochs_run` are the rounded means over the folds (what one
 training saw and ran), `train_seconds` is the total of all folds (what the cell cost), `history` is fold 0's,
@@ -29,7 +30,7 @@ from genreflow.files import write_json
 from genreflow.models.directory import FOLD_FILE, RESULT_FILE, CellInfo, fold_dir, load_member
 from genreflow.models.persistence import Classifier, model_file
 from genreflow.storage.store import FeatureSet
-from genreflow.tasks.evaluation.scoring import mean_per_track, predict_clips
+from genreflow.tasks.evaluation.scoring import mean_per_track, predict_clips, vote_per_track
 from genreflow.tasks.training.dataset import ClipStream, TrackClips, evaluation_plan, labelled_tracks
 
 
@@ -131,6 +132,7 @@ def _result(cell: CellInfo, model_dir: Path, folds: list[dict[str, Any]], scores
         "metrics": {
             "track": classification_metrics(track_true, track_probabilities.argmax(axis=1), cell.genres),
             "clip": classification_metrics(clip_true, clip_probabilities.argmax(axis=1), cell.genres),
+            "track_vote": classification_metrics(track_true, _votes(scores), cell.genres),
         },
         "track_predictions": _track_predictions(track_ids, track_true, track_probabilities, cell.genres),
         "params": int(model.count_params()),
@@ -145,6 +147,10 @@ def _result(cell: CellInfo, model_dir: Path, folds: list[dict[str, Any]], scores
         "excluded": cell.excluded,
         "folds": [_fold_summary(fold, score) for fold, score in zip(folds, scores, strict=True)],
     }
+
+
+def _votes(scores: list[FoldScores]) -> np.ndarray:
+    return np.concatenate([vote_per_track(fold.clip_probabilities, fold.clips_per_track) for fold in scores])
 
 
 def _mean_count(folds: list[dict[str, Any]], part: str) -> int:

@@ -22,3 +22,13 @@ def mean_per_track(clip_probabilities: np.ndarray, clips_per_track: np.ndarray) 
     """(tracks, genres): the mean softmax of each track's consecutive clips."""
     offsets = np.concatenate([[0], np.cumsum(clips_per_track)[:-1]])
     return np.add.reduceat(clip_probabilities, offsets, axis=0) / clips_per_track[:, None]
+
+
+def vote_per_track(clip_probabilities: np.ndarray, clips_per_track: np.ndarray) -> np.ndarray:
+    """(tracks,): the genre most of each track's consecutive clips predict, a tie going to the tied genre with
+    the higher mean softmax (the other way to decide a track, reported beside the mean's)."""
+    votes = np.zeros((len(clips_per_track), clip_probabilities.shape[1]))
+    owners = np.repeat(np.arange(len(clips_per_track)), clips_per_track)
+    np.add.at(votes, (owners, clip_probabilities.argmax(axis=1)), 1.0)
+    tie_break = mean_per_track(clip_probabilities, clips_per_track) / (clips_per_track.max() + 1)
+    return (votes + tie_break * (votes == votes.max(axis=1, keepdims=True))).argmax(axis=1)

@@ -63,8 +63,8 @@ DIFFERENCES: tuple[Difference, ...] = (
     Difference(
         "crops",
         "Each track gave one clip, its first seconds (29 s for the 30 s setting).",
-        "Training draws a new random crop of every training track each epoch; testing covers each test track "
-        "with clips and votes.",
+        "Training draws new random crops of every training track each epoch, as many at every clip length; testing "
+        "covers each test track with clips and averages their probabilities.",
     ),
     Difference(
         "training length",

@@ -46,7 +46,8 @@ def headline_section(analysis: Analysis, plot: Plot) -> Section:
         [
             overview(analysis),
             f"Each entry: mean ± standard deviation over seeds ({seed_phrase(seeds)}), then the 95% bootstrap interval "
-            f"over test tracks ({BOOTSTRAP_RESAMPLES} resamples). A track's genre is the vote of its clips.",
+            f"over test tracks ({BOOTSTRAP_RESAMPLES} resamples). A track's genre is the one its clips' mean "
+            "probabilities favour.",
             Table(("model", *map(clip_text, clips)), rows + paper_rows),
             f"Paper rows are the paper's own numbers, not this run's, on {paper.PAPER_DATA}, with {paper.PAPER_SPLIT}. "
             "Different data and a different split: compare the trends, not single points.",
@@ -116,6 +117,7 @@ def detail_section(analysis: Analysis) -> Section:
             interval_text(s.macro_f1_interval),
             spread_text(s.clip_accuracy),
             spread_text(s.clip_macro_f1),
+            spread_text(s.vote_accuracy),
             paper_entry(s.model, s.clip_seconds) if s.model in paper.PAPER_ACCURACY else "—",
         )
         for s in analysis.summaries
@@ -130,13 +132,15 @@ def detail_section(analysis: Analysis) -> Section:
         "95% CI",
         "clip accuracy",
         "clip macro-F1",
+        "track accuracy by vote",
         "paper accuracy",
     )
     return Section(
         "All cells: track- and clip-level accuracy and macro-F1 (%)",
         [
-            "Track level: one prediction per test track (the vote of its clips). Clip level: every clip on its own. "
-            "Intervals are over test tracks; clip-level results carry no per-clip predictions, so no interval.",
+            "Track level: one prediction per test track, the mean of its clips' probabilities; by vote: the genre "
+            "most of its clips predict (— in results made before it was recorded). Clip level: every clip on its "
+            "own. Intervals are over test tracks; clip-level results carry no per-clip predictions, so no interval.",
             Table(headers, rows),
         ],
     )

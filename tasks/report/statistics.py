@@ -126,6 +126,7 @@ class CellSummary:
     track_macro_f1: Spread
     clip_accuracy: Spread | None
     clip_macro_f1: Spread | None
+    vote_accuracy: Spread | None  # a track decided by the majority of its clips; None in older results
     accuracy_interval: tuple[float, float] | None
     macro_f1_interval: tuple[float, float] | None
     costs: dict[str, Spread | None]
@@ -143,6 +144,7 @@ def summarise(cells: Sequence[CellResult]) -> CellSummary:
         track_macro_f1=spread([cell.metric("track", "macro_f1") for cell in cells]),
         clip_accuracy=spread([cell.metric("clip", "accuracy") for cell in cells]),
         clip_macro_f1=spread([cell.metric("clip", "macro_f1") for cell in cells]),
+        vote_accuracy=spread([cell.metric("track_vote", "accuracy") for cell in cells]),
         accuracy_interval=track_accuracy_interval(cells) if with_predictions else None,
         macro_f1_interval=track_macro_f1_interval(cells) if with_predictions else None,
         costs={key: spread([cell.costs[key] for cell in cells]) for key in COST_KEYS},

@@ -1,9 +1,10 @@
 """Clips streamed out of the feature store for training, validation and evaluation; never the whole store.
 
 A *plan* lists, per track, where its clips start. Training draws a new plan every epoch: the tracks in a
-random order, `crops_per_track` random crops from each (by default as many as the track holds without
-overlap: 30 at 1 s, 6 at 5 s, 1 at 30 s, so every clip length sees the same audio per epoch). Evaluation
-uses every non-overlapping clip of each track, at least one.
+random order, `crops_per_track` random crops from each (6 by default at every clip length, overlapping where
+a track holds fewer clips, so that a 30 s cell takes as many optimiser steps per epoch as a 1 s one; None
+takes as many as the track holds: 30 at 1 s, 6 at 5 s, 1 at 30 s). Evaluation uses every non-overlapping
+clip of each track, at least one.
 
 Reading: each track's clips come from one `FeatureSet.read` of the frames they span (a crop read costs
 about as much as a whole 30 s track here, so one read per track beats one per crop). Tracks are read in
@@ -35,6 +36,7 @@ from genreflow.models.normalisation import BandNormaliser
 from genreflow.storage.schema import CollectionTrack, DamagedTrackError, StoreError
 from genreflow.storage.store import FeatureSet
 from genreflow.tasks.features.clips import clip_count_of, cut_clips, evaluation_starts
+from genreflow.tasks.training.augment import AUGMENT_STREAM, augmented
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -135,9 +137,9 @@ def clip_count(plan: Sequence[TrackClips]) -> int:
 
 
 def _crops_of(track: LabelledTrack, clip_frames: int, crops_per_track: int | None) -> int:
-    """As many crops as the track holds clips, at most `crops_per_track` (more would repeat the same audio)."""
-    available = clip_count_of(track.n_frames, clip_frames)
-    return available if crops_per_track is None else min(crops_per_track, available)
+    """`crops_per_track` crops, overlapping where the track holds fewer clips, so that every clip length takes
+    as many optimiser steps per epoch; None: as many as the track holds (the same audio per epoch instead)."""
+    return clip_count_of(track.n_frames, clip_frames) if crops_per_track is None else crops_per_track
 
 
 # ---- normalisation ---------------------------------------------------------------------------------------
@@ -235,13 +237,18 @@ def epoch_batches(
     genre_index: Mapping[str, int],
     crops_per_track: int | None,
     seed: Sequence[int],
+    augment: str = "none",
 ) -> Callable[[], Iterator[Batch]]:
-    """A callable that yields one epoch of newly drawn crops each time it is called (Keras: once per epoch)."""
+    """A callable that yields one epoch of newly drawn crops, augmented as `augment` says, each time it is
+    called (Keras: once per epoch)."""
     epochs = itertools.count()
 
     def one_epoch() -> Iterator[Batch]:
-        rng = np.random.default_rng([*seed, next(epochs)])
-        return stream.batches(training_plan(tracks, genre_index, stream.clip_frames, crops_per_track, rng), rng)
+        epoch = next(epochs)
+        rng = np.random.default_rng([*seed, epoch])
+        plan = training_plan(tracks, genre_index, stream.clip_frames, crops_per_track, rng)
+        masks = np.random.default_rng([*seed, epoch, AUGMENT_STREAM])
+        return augmented(stream.batches(plan, rng), augment, masks)
 
     return one_epoch
 

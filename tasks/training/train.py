@@ -64,6 +64,7 @@ from genreflow.tasks.training.splits import MIN_GENRES, Fold, make_folds
 logger = logging.getLogger(__name__)
 
 HISTORY_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy")
+ALL_CLIPS = None  # crops_per_track for the array models: as many crops of a track as it holds clips
 
 
 @dataclass(frozen=True)
@@ -295,12 +296,15 @@ def _initialisers_seeded(seed: int) -> Iterator[None]:
 def _fit(model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings) -> dict[str, list[float]]:
     """Train; returns the per-epoch history (empty lists for the array models, which are not trained in epochs).
     The validation tracks choose a network's epoch; the array models have no epochs to choose, so they are
-    fitted on the training and validation tracks together (their test tracks stay unseen)."""
+    fitted on the training and validation tracks together (their test tracks stay unseen), once, on as many
+    random crops of each track as it holds clips: the epoch budget and augmentation are the networks'."""
     if not is_keras(model):
         fitting = [*tracks.train, *tracks.valid]
-        model.fit_batches(epoch_batches(stream, fitting, tracks.genre_index, settings.crops_per_track, tracks.seed)())
+        model.fit_batches(epoch_batches(stream, fitting, tracks.genre_index, ALL_CLIPS, tracks.seed)())
         return {name: [] for name in HISTORY_KEYS}
-    training = epoch_batches(stream, tracks.train, tracks.genre_index, settings.crops_per_track, tracks.seed)
+    training = epoch_batches(
+        stream, tracks.train, tracks.genre_index, settings.crops_per_track, tracks.seed, settings.augment
+    )
     return _fit_keras(model, stream, training, tracks, settings)
 
 

@@ -13,6 +13,7 @@ from genreflow.core import FeatureConfig, TrainingSettings
 from genreflow.storage.schema import StoreError
 from genreflow.storage.store import FeatureSet
 from genreflow.tasks.evaluation.evaluate import classification_metrics, evaluate_cell, mean_per_track
+from genreflow.tasks.evaluation.scoring import vote_per_track
 from genreflow.tasks.training.train import TrainingData, train_cell
 from tests.support.stores import write_tiny_store
 
@@ -62,6 +63,12 @@ def test_a_tracks_probabilities_are_the_mean_of_its_clips() -> None:
     np.testing.assert_allclose(mean_per_track(clips, np.array([2, 3, 1])), [[0.5, 0.5], [0.6, 0.4], [0.5, 0.5]])
 
 
+def test_a_tracks_vote_is_its_clips_majority_and_a_tie_goes_to_the_higher_mean() -> None:
+    clips = np.array([[0.51, 0.49], [0.51, 0.49], [0.0, 1.0], [0.9, 0.1], [0.2, 0.8]])
+    assert vote_per_track(clips, np.array([3, 2])).tolist() == [0, 0]  # track 1: a tie, the mean says genre 0
+    assert mean_per_track(clips, np.array([3, 2])).argmax(axis=1).tolist() == [1, 0]  # where the two differ
+
+
 def test_the_result_follows_the_contract_and_is_written_beside_the_model(
     tiny_data: TrainingData, tmp_path: Path
 ) -> None:
@@ -77,7 +84,7 @@ def test_the_result_follows_the_contract_and_is_written_beside_the_model(
     store = FeatureSet.open(tiny_store, tiny_data.feature_config)
     key_of = {track.track_id: track.key for track in tiny_data.tracks}
     clips = sum(store.track(key_of[row["track_id"]]).n_frames // result["clip_frames"] for row in rows)
-    for level, scored in (("track", 3), ("clip", clips)):
+    for level, scored in (("track", 3), ("clip", clips), ("track_vote", 3)):
         assert set(result["metrics"][level]) == METRIC_KEYS
         assert np.sum(result["metrics"][level]["confusion"]) == scored
     assert sorted({row["true"] for row in rows}) == result["genres"] == ["g0", "g1", "g2"]

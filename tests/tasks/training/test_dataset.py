@@ -87,6 +87,14 @@ def test_training_draws_random_crops_inside_each_track_in_a_random_order(records
     assert training_clip_count(records, CLIP, 2) == 2 * len(records)
 
 
+def test_a_crop_budget_is_the_same_at_every_clip_length_overlapping_where_a_track_is_short(records: Tracks) -> None:
+    shortest = min(record.n_frames for record in records)
+    for clip in (CLIP, shortest):  # the second holds one clip of the shortest track: its crops overlap
+        plan = training_plan(records, genre_index(records), clip, 6, np.random.default_rng(0))
+        assert [len(item.starts) for item in plan] == [6] * len(records)
+        assert training_clip_count(records, clip, 6) == 6 * len(records)
+
+
 def test_band_statistics_match_numpy_over_every_frame_of_the_given_tracks(store: FeatureSet, records: Tracks) -> None:
     keys = [record.key for record in records][:4]
     everything = np.concatenate([store.read(key) for key in keys]).astype(np.float64)
@@ -136,6 +144,21 @@ def test_each_epoch_draws_new_crops_and_the_seed_repeats_them(store: FeatureSet,
     assert not np.array_equal(epoch_1, epoch_2)
     again = np.concatenate([clips for clips, _ in epoch_batches(stream, records, genre_index(records), None, (0, 0))()])
     np.testing.assert_array_equal(again, epoch_1)
+
+
+def test_specaugment_masks_each_training_clip_from_its_own_generator_and_keeps_the_crops(
+    store: FeatureSet, records: Tracks
+) -> None:
+    stream, genres = ClipStream(store, CLIP, identity(), batch_size=64), genre_index(records)
+    plain = next(epoch_batches(stream, records, genres, 2, (0, 0))())
+    masked = next(epoch_batches(stream, records, genres, 2, (0, 0), "specaugment")())
+    again = next(epoch_batches(stream, records, genres, 2, (0, 0), "specaugment")())
+    np.testing.assert_array_equal(masked[1], plain[1])  # the same crops, in the same order
+    np.testing.assert_array_equal(masked[0], again[0])  # deterministic
+    changed = masked[0] != plain[0]
+    assert changed.any() and (masked[0][changed] == 0).all()  # only blanked, nothing invented
+    bands_blanked = (masked[0] == 0).all(axis=1).sum(axis=1)  # per clip, bands zero over every frame
+    assert bands_blanked.max() <= 2 * (128 // 8)
 
 
 def test_the_tf_dataset_feeds_the_same_batches_and_knows_their_number(store: FeatureSet, records: Tracks) -> None:
