@@ -4,6 +4,7 @@ Missing pieces (a failed cell, one seed, no RNN, no run.json) become sentences, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -201,13 +202,40 @@ def comparison_blocks(
 
 
 def best_model_section(analysis: Analysis, plots: dict[str, Plot]) -> Section:
-    blocks: list[Block] = [plots[name] for name in ("confusion", "training_curves") if name in plots]
+    blocks: list[Block] = [
+        *budget_sentences(analysis.folder.cells),
+        *(plots[name] for name in ("confusion", "training_curves") if name in plots),
+    ]
     if "training_curves" not in plots:
         blocks.append("No model recorded a per-epoch history, so there are no training curves.")
     no_history = [m for m, s in analysis.best.items() if not has_history(analysis, s)]
     if no_history and "training_curves" in plots:
         blocks.append(f"No per-epoch history recorded for: {', '.join(no_history)}.")
     return Section("The best model, and how each model trained", blocks)
+
+
+def budget_sentences(cells: Sequence[CellResult]) -> list[str]:
+    """What the networks' training budget was, once per distinct setting (a run has one)."""
+    trained = {
+        json.dumps(cell.settings, sort_keys=True) for cell in cells if cell.settings and cell.history.get("loss")
+    }
+    return [budget_sentence(json.loads(settings)) for settings in sorted(trained)]
+
+
+def budget_sentence(settings: dict[str, Any]) -> str:
+    crops = settings.get("crops_per_track")
+    per_epoch = (
+        f"{crops} random crops of every training track (as many at every clip length, overlapping where a track "
+        "holds fewer clips)"
+        if crops
+        else "as many random crops of each training track as it holds clips (fewer optimiser steps at longer clips)"
+    )
+    return (
+        f"The networks' training budget: up to {settings.get('epochs')} epochs, each of {per_epoch}, in batches of "
+        f"{settings.get('batch_size')}, Adam at {settings.get('learning_rate')}, stopping after "
+        f"{settings.get('patience')} epochs without a lower validation loss; augmentation: "
+        f"{settings.get('augment', 'none')}; precision: {settings.get('precision')}."
+    )
 
 
 def costs_section(analysis: Analysis, plot: Plot | None) -> Section:

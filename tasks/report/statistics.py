@@ -49,6 +49,7 @@ class CellResult:
     n_tracks: dict[str, int]
     data_version: str | None
     excluded: dict[str, str]  # tracks too short for the clip: track id -> reason
+    settings: dict[str, Any]  # how it trained (genreflow.core.TrainingSettings); empty in older results
 
     def metric(self, level: str, name: str) -> float | None:
         return self.metrics.get(level, {}).get(name)
@@ -78,6 +79,7 @@ class CellResult:
             n_tracks=dict(values.get("n_tracks") or {}),
             data_version=values.get("data_version"),
             excluded=dict(values.get("excluded") or {}),
+            settings=dict(values.get("settings") or {}),
         )
 
 

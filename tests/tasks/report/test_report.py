@@ -336,3 +336,18 @@ def test_the_title_is_the_runs_name_and_the_feature_table_lists_only_what_define
     assert markdown.startswith("# genreflow report: gtzan-sample-20261207-101500-ab12cd\n")
     assert "| n_mels | 128 |" in markdown
     assert not any(f"| {name} |" in markdown for name in ("embedding", "embedding_size", "patch_frames"))
+
+
+def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from genreflow.core import TrainingSettings
+
+    settings = asdict(TrainingSettings(crops_per_track=6, augment="specaugment", precision="float32"))
+    run_dir = write_run(tmp_path / "run")
+    cells = [{**cell, "settings": settings} for cell in fixture_cells()]
+    (run_dir / "results.json").write_text(json.dumps({"cells": cells}))
+    markdown = build_report(run_dir)[0].read_text()
+    assert markdown.count("The networks' training budget:") == 1
+    assert "up to 30 epochs, each of 6 random crops of every training track (as many at every clip length" in markdown
+    assert "augmentation: specaugment; precision: float32." in markdown
