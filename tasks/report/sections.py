@@ -52,10 +52,33 @@ def headline_section(analysis: Analysis, plot: Plot) -> Section:
             Table(("model", *map(clip_text, clips)), rows + paper_rows),
             f"Paper rows are the paper's own numbers, not this run's, on {paper.PAPER_DATA}, with {paper.PAPER_SPLIT}. "
             "Different data and a different split: compare the trends, not single points.",
+            *noise_notes(analysis, seeds),
             plot,
             *notes_on_gaps(analysis),
         ],
     )
+
+
+def noise_notes(analysis: Analysis, seeds: Sequence[int]) -> list[str]:
+    """Plain words on what the table cannot tell apart: a small test set's intervals, and a single seed."""
+    halves = sorted(
+        100 * (s.accuracy_interval[1] - s.accuracy_interval[0]) / 2 for s in analysis.summaries if s.accuracy_interval
+    )
+    tested = sorted({cell.n_tracks["test"] for cell in analysis.folder.cells if cell.n_tracks.get("test")})
+    notes = []
+    if halves and tested:
+        counts = str(tested[0]) if len(tested) == 1 else f"{tested[0]} to {tested[-1]}"
+        notes.append(
+            f"Each cell was tested on {counts} tracks, so an accuracy here is uncertain by about "
+            f"±{halves[len(halves) // 2]:.0f} points (the median half interval): where two intervals overlap, the "
+            "difference between them is not evidence."
+        )
+    if len(seeds) == 1:
+        notes.append(
+            "One seed gives no spread, and on small collections the seed alone has moved a model by more than ten "
+            "points: a difference smaller than that is not evidence. Run several (--seeds 0 1 2) to compare models."
+        )
+    return notes
 
 
 def overview(analysis: Analysis) -> str:

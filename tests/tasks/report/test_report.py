@@ -351,3 +351,11 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
     assert markdown.count("The networks' training budget:") == 1
     assert "up to 30 epochs, each of 6 random crops of every training track (as many at every clip length" in markdown
     assert "augmentation: specaugment; precision: float32." in markdown
+
+
+def test_the_headline_says_when_differences_are_within_noise(built: tuple[Path, str, str], tmp_path: Path) -> None:
+    _, markdown, _ = built
+    assert "Each cell was tested on 30 tracks, so an accuracy here is uncertain by about ±" in markdown
+    assert "One seed gives no spread" not in markdown  # the fixture has two seeds
+    one_seed = build_report(write_run(tmp_path / "run", keep=lambda cell: cell["seed"] == 0))[0].read_text()
+    assert "One seed gives no spread" in one_seed and "is not evidence" in one_seed
