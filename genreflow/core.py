@@ -25,6 +25,7 @@ PRECISIONS = ("auto", "float32", "bfloat16")  # how a model may train (models/pr
 # Six is what a 5 s epoch took when an epoch was "every clip of every track" (docs/benchmarks.md).
 DEFAULT_CROPS_PER_TRACK = 6
 AUGMENTATIONS = ("none", "specaugment")  # what training does to each crop (tasks/training/augment.py)
+SCHEDULES = ("constant", "cosine")  # the learning rate over a training: as given, or one epoch's warm-up then cosine
 # The split names tasks/training/splits.py's parse_split accepts; the run form checks a split against it.
 SPLIT_PATTERN = r"^(stratified|paper|fault-filtered|kfold:([2-9]|[1-9][0-9]+))$"
 # genreflow's own loggers (per-epoch training progress, extraction details) that Prefect should show in a run's
@@ -46,6 +47,8 @@ class TrainingSettings:
     memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB
     precision: str = "auto"
     augment: str = "none"
+    schedule: str = "constant"
+    early_stopping: bool = True  # stop after `patience` epochs without a lower validation loss, keep the best
 
     def check(self) -> None:
         """Refuse settings that cannot train, naming the setting."""
@@ -58,8 +61,9 @@ class TrainingSettings:
             raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.augment not in AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+        for name, allowed in (("augment", AUGMENTATIONS), ("schedule", SCHEDULES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
 
 def cell_name(model: str, clip_seconds: float, seed: int) -> str:

@@ -23,7 +23,9 @@ from genreflow.core import (
     DEFAULT_CLIP_SECONDS,
     DEFAULT_CROPS_PER_TRACK,
     DEFAULT_EPOCHS,
+    DEFAULT_PATIENCE,
     PRECISIONS,
+    SCHEDULES,
     SPLIT_PATTERN,
     TrainingSettings,
 )
@@ -35,6 +37,7 @@ ModelName = Annotated[str, Field(json_schema_extra={"enum": list(model_names())}
 SplitName = Annotated[str, WithJsonSchema({"type": "string", "pattern": SPLIT_PATTERN})]
 Precision = Literal[PRECISIONS]  # genreflow.core.PRECISIONS, which the UI offers as choices
 Augmentation = Literal[AUGMENTATIONS]
+Schedule = Literal[SCHEDULES]
 
 
 class RunParameters(BaseModel):
@@ -65,6 +68,11 @@ class RunParameters(BaseModel):
     )  # fmt: skip
     augment: Augmentation = Field("none", description="What training does to each crop: none, or specaugment "
                                   "(two band and two time masks per clip).")  # fmt: skip
+    schedule: Schedule = Field("constant", description="The learning rate over a training: constant, or cosine (one "
+                               "epoch's warm-up, then a cosine decay to 0 at the last epoch).")  # fmt: skip
+    early_stopping: bool = Field(True, description="Stop a network once its validation loss has not fallen for "
+                                 f"{DEFAULT_PATIENCE} epochs and keep its best epoch (false: run every epoch, keep the "
+                                 "last).")  # fmt: skip
     store: str = Field("runs/store.zarr", description="The Zarr store: a local path or an fsspec URL.")
     cache: str = Field("runs/cache", description="Persisted task results and trained models: a local path or an "
                        "fsspec URL.")  # fmt: skip
@@ -81,7 +89,7 @@ class RunParameters(BaseModel):
         """How every cell of the run trains: the run's training options, the others at their defaults."""
         return TrainingSettings(
             epochs=self.epochs, batch_size=self.batch_size, crops_per_track=self.crops_per_track,
-            precision=self.precision, augment=self.augment,
+            precision=self.precision, augment=self.augment, schedule=self.schedule, early_stopping=self.early_stopping,
         )  # fmt: skip
 
     def locations(self) -> list[str]:
@@ -157,7 +165,17 @@ def _option_type(annotation: Any) -> tuple[Callable[[str], Any], bool]:
         return _option_type(typing.get_args(annotation)[0])
     if origin is Literal:  # one of named strings: argparse checks the choice
         return str, False
+    if annotation is bool:
+        return _yes_or_no, False
     return annotation, False
+
+
+def _yes_or_no(text: str) -> bool:
+    """A boolean option's value: true/yes/1 or false/no/0 (argparse's `bool` would take 'false' for True)."""
+    value = text.strip().lower()
+    if value not in ("true", "yes", "1", "false", "no", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "yes", "1")
 
 
 def _default_text(name: str) -> str:

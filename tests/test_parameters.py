@@ -56,8 +56,14 @@ def test_options_with_named_choices_parse_into_the_training_settings_and_refuse_
 
     parser = argparse.ArgumentParser(exit_on_error=False)
     add_run_options(parser)
-    given = ["--precision", "float32", "--augment", "specaugment", "--crops-per-track", "2", "--batch-size", "8"]
+    given = ["--precision", "float32", "--augment", "specaugment", "--crops-per-track", "2", "--batch-size", "8",
+             "--schedule", "cosine", "--early-stopping", "false"]  # fmt: skip
     settings = parameters_from(parser.parse_args(given)).training_settings()
-    assert settings == TrainingSettings(batch_size=8, crops_per_track=2, precision="float32", augment="specaugment")
+    assert settings == TrainingSettings(
+        batch_size=8, crops_per_track=2, precision="float32", augment="specaugment", schedule="cosine",
+        early_stopping=False,
+    )  # fmt: skip
     with pytest.raises(argparse.ArgumentError, match="invalid choice: 'mixup'"):
         parser.parse_args(["--augment", "mixup"])
+    with pytest.raises(argparse.ArgumentError, match="expected true or false, got 'maybe'"):
+        parser.parse_args(["--early-stopping", "maybe"])

@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from genreflow.commands import fail
-from genreflow.core import AUGMENTATIONS, DEFAULT_CROPS_PER_TRACK, PRECISIONS, TrainingSettings, cell_name
+from genreflow.core import AUGMENTATIONS, DEFAULT_CROPS_PER_TRACK, PRECISIONS, SCHEDULES, TrainingSettings, cell_name
 from genreflow.models.registry import MODELS
 
 # The options that are `TrainingSettings` fields, by the same names.
-SETTINGS_OPTIONS = ("epochs", "patience", "batch_size", "learning_rate", "crops_per_track", "precision", "augment")
+SETTINGS_OPTIONS = (
+    "epochs", "patience", "batch_size", "learning_rate", "crops_per_track", "precision", "augment", "schedule",
+    "early_stopping",
+)  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,6 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"random crops per training track per epoch, at every clip length (default {DEFAULT_CROPS_PER_TRACK})",
     )
     train.add_argument("--augment", choices=list(AUGMENTATIONS), help="what training does to each crop (default none)")
+    train.add_argument(
+        "--schedule", choices=list(SCHEDULES), help="the learning rate: constant (default) or cosine (warm-up, decay)"
+    )
+    train.add_argument(
+        "--no-early-stopping", dest="early_stopping", action="store_const", const=False,
+        help="run every epoch and keep the last weights (default: stop on the validation loss, keep the best)",
+    )  # fmt: skip
     train.add_argument("--threads", type=int, help="TensorFlow threads (default: TensorFlow's choice, every core)")
     train.add_argument(
         "--precision", choices=list(PRECISIONS),

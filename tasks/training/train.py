@@ -315,26 +315,54 @@ def _fit_keras(
     tracks: FoldTracks,
     settings: TrainingSettings,
 ) -> dict[str, list[float]]:
-    """Adam on sparse cross-entropy; early stopping on the validation loss, keeping the best weights."""
-    import keras
+    """Adam on sparse cross-entropy at the settings' learning rate and schedule; with early stopping, training
+    ends once the validation loss has not fallen for `patience` epochs and keeps the best epoch's weights,
+    without it, every epoch runs and the last weights are kept."""
 
     train_clips = training_clip_count(tracks.train, stream.clip_frames, settings.crops_per_track)
+    steps = stream.batch_count(train_clips)
     valid_plan = evaluation_plan(tracks.valid, tracks.genre_index, stream.clip_frames)
-    train_data = to_tf_dataset(training, stream, stream.batch_count(train_clips))
+    train_data = to_tf_dataset(training, stream, steps)
     valid_data = to_tf_dataset(lambda: stream.batches(valid_plan), stream, stream.batch_count(clip_count(valid_plan)))
-    compile_for_training(model, settings.learning_rate)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
-        keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch),
-    ]
+    compile_for_training(model, learning_rate_of(settings, steps))
     fitted = model.fit(
-        train_data, validation_data=valid_data, epochs=settings.epochs, callbacks=callbacks, shuffle=False, verbose=0
-    )
+        train_data, validation_data=valid_data, epochs=settings.epochs, callbacks=training_callbacks(settings),
+        shuffle=False, verbose=0,
+    )  # fmt: skip
     return {name: [float(value) for value in fitted.history.get(name, [])] for name in HISTORY_KEYS}
 
 
-def compile_for_training(model: Any, learning_rate: float, fused_batch_norm: bool = True) -> None:
-    """Adam on sparse cross-entropy with an accuracy metric, every variable the train step updates made now.
+def training_callbacks(settings: TrainingSettings) -> list[Any]:
+    """Each epoch logged; with early stopping, a stop after `patience` epochs without a lower validation loss,
+    the best epoch's weights restored."""
+    import keras
+
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch)]
+    if settings.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True)
+        )
+    return callbacks
+
+
+def learning_rate_of(settings: TrainingSettings, steps_per_epoch: int) -> Any:
+    """The optimiser's learning rate: the settings' own, or for `cosine` a linear warm-up from 0 over the first
+    epoch to it, then a cosine decay to 0 at the last step."""
+    if settings.schedule == "constant":
+        return settings.learning_rate
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(
+        0.0,
+        decay_steps=max(1, steps_per_epoch * (settings.epochs - 1)),
+        warmup_target=settings.learning_rate,
+        warmup_steps=steps_per_epoch,
+    )
+
+
+def compile_for_training(model: Any, learning_rate: Any, fused_batch_norm: bool = True) -> None:
+    """Adam on sparse cross-entropy with an accuracy metric, every variable the train step updates made now;
+    `learning_rate` a number or a Keras schedule.
 
     Keras makes the optimizer's slots and a metric named by string ("accuracy") inside the train step's first
     trace; a tf.function that creates variables is traced a second time, and tracing is most of a short

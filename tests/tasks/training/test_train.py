@@ -272,3 +272,35 @@ def test_the_same_seed_trains_the_same_model_while_another_thread_draws_from_ran
     first, second = (load_model(fold_dir(model_dir, 0)) for model_dir in dirs)
     for a, b in zip(first.weights, second.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_the_cosine_schedule_warms_up_over_the_first_epoch_and_decays_to_zero() -> None:
+    from genreflow.tasks.training.train import learning_rate_of
+
+    settings = TrainingSettings(epochs=5, learning_rate=1e-3, schedule="cosine")
+    schedule = learning_rate_of(settings, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 30, 50)]
+    assert rates[0] == 0.0 and rates[1] == pytest.approx(5e-4) and rates[2] == pytest.approx(1e-3)
+    assert rates[2] > rates[3] > rates[4] and rates[4] == pytest.approx(0.0, abs=1e-9)
+    assert learning_rate_of(TrainingSettings(learning_rate=1e-3), steps_per_epoch=10) == 1e-3
+
+
+def test_without_early_stopping_every_epoch_runs(tiny_store: TrainingData, tmp_path: Path) -> None:
+    import keras
+
+    from genreflow.tasks.training.train import training_callbacks
+
+    stopping = [
+        c for c in training_callbacks(TrainingSettings(patience=3)) if isinstance(c, keras.callbacks.EarlyStopping)
+    ]
+    assert [(c.monitor, c.patience, c.restore_best_weights) for c in stopping] == [("val_loss", 3, True)]
+    assert not any(
+        isinstance(c, keras.callbacks.EarlyStopping) for c in training_callbacks(TrainingSettings(early_stopping=False))
+    )
+    settings = TrainingSettings(epochs=3, patience=1, early_stopping=False, schedule="cosine")
+    model_dir = train_cell(tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / "cell", settings)
+    assert (CellInfo.load(model_dir).settings.early_stopping, CellInfo.load(model_dir).settings.schedule) == (
+        False,
+        "cosine",
+    )
+    assert len(json.loads((model_dir / "fold-0" / "fold.json").read_text())["history"]["loss"]) == 3
