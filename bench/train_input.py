@@ -2,9 +2,9 @@
 
 One model (default: the CNN on 5 s clips, batch 32) trains for the same number of steps on two feeds:
   1. stream: the training dataset's tf.data pipeline exactly as training uses it (new random crops every epoch,
-     per-track span reads on threads, prefetch);
-  2. memory: one epoch of the same crops read beforehand into RAM, fed by `tf.data.Dataset.from_tensor_slices`
-     (reshuffled every epoch, batched, prefetched): the fastest feed there is.
+     `--augment` applied to each, per-track span reads on threads, prefetch);
+  2. memory: one epoch of the same crops (augmented once) read beforehand into RAM, fed by
+     `tf.data.Dataset.from_tensor_slices` (reshuffled every epoch, batched, prefetched): the fastest feed there is.
 Each feed gets one untimed warm-up epoch (tracing), then two rounds of `--epochs` timed epochs, in the order
 stream, memory, memory, stream. `peak_rss_mb` is the process's peak resident memory after the first
 streaming round, before the in-memory copy exists (its size is reported as `memory_copy_mb`).
@@ -15,7 +15,7 @@ Last line: JSON with stream_steps_per_s, memory_steps_per_s, stream_vs_memory (t
 input pipeline is not the bottleneck), peak_rss_mb and the settings.
 
     python bench/train_input.py
-    python bench/train_input.py --store /tmp/gtzan-mini.zarr --model cnn --clip 5
+    python bench/train_input.py --store /tmp/gtzan-mini.zarr --model cnn --clip 5 --augment specaugment
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.core import FeatureConfig
+from genreflow.core import AUGMENTATIONS, DEFAULT_CROPS_PER_TRACK, FeatureConfig
 from genreflow.storage.schema import CollectionTrack, TrackRecord
 from genreflow.storage.store import FeatureSet, Store
 from genreflow.tasks.training.dataset import (
@@ -58,6 +58,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--clip", type=float, default=5.0, help="clip seconds (default 5)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs per feed and round; 2 rounds (default 1)")
+    parser.add_argument("--crops-per-track", type=int, default=DEFAULT_CROPS_PER_TRACK, help="as training's setting")
+    parser.add_argument("--augment", choices=AUGMENTATIONS, default="none", help="what the stream does to each crop")
     return parser.parse_args()
 
 
@@ -124,8 +126,8 @@ def set_up(args: argparse.Namespace, scratch: Path) -> Setup:
     return Setup(
         model=model,
         stream=stream,
-        batches=epoch_batches(stream, records, genre_index, None, (0,)),
-        steps=stream.batch_count(training_clip_count(records, clip_frames, None)),
+        batches=epoch_batches(stream, records, genre_index, args.crops_per_track, (0,), args.augment),
+        steps=stream.batch_count(training_clip_count(records, clip_frames, args.crops_per_track)),
         tracks=len(records),
     )
 
@@ -168,6 +170,8 @@ def main() -> None:
         "model": args.model,
         "clip_seconds": args.clip,
         "batch_size": args.batch_size,
+        "crops_per_track": args.crops_per_track,
+        "augment": args.augment,
         "tracks": setup.tracks,
         "steps_per_epoch": setup.steps,
         "timed_epochs_per_feed": 2 * args.epochs,
