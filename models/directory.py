@@ -26,10 +26,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from genreflow.core import FeatureConfig, TrainingSettings
 from genreflow.files import write_json
 from genreflow.models.normalisation import BandNormaliser
-from genreflow.models.persistence import Classifier, load_model
+from genreflow.models.persistence import Classifier, load_model, model_file
 from genreflow.storage.schema import CollectionTrack
 
 CELL_FILE = "cell.json"
@@ -71,12 +73,15 @@ class CellInfo:
             raise FileNotFoundError(
                 f"{model_dir} is not a trained genreflow model (no {CELL_FILE}; was training interrupted?)"
             )
-        values = json.loads(path.read_text())
-        values.pop("feature_id")
-        values["feature_config"] = FeatureConfig.from_dict(values["feature_config"])
-        values["settings"] = TrainingSettings(**values["settings"])
-        values["tracks"] = [CollectionTrack.from_json(track) for track in values["tracks"]]
-        return cls(**values)
+        try:
+            values = json.loads(path.read_text())
+            values.pop("feature_id")
+            values["feature_config"] = FeatureConfig.from_dict(values["feature_config"])
+            values["settings"] = TrainingSettings(**values["settings"])
+            values["tracks"] = [CollectionTrack.from_json(track) for track in values["tracks"]]
+            return cls(**values)
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
+            raise damaged(path, f"{type(error).__name__}: {error}") from error
 
     def tracks_by_id(self, track_ids: Sequence[str]) -> list[CollectionTrack]:
         """The cell's tracks of the given ids, in that order."""
@@ -88,9 +93,33 @@ def fold_dir(model_dir: Path, fold: int) -> Path:
     return Path(model_dir) / f"fold-{fold}"
 
 
-def load_member(directory: Path) -> tuple[Classifier, BandNormaliser]:
-    """One fold's model and the normalisation it was trained with."""
-    return load_model(directory), BandNormaliser.load(directory / NORMALISATION_FILE)
+class ModelDirectoryError(ValueError):
+    """A model directory whose files are missing, damaged or disagree with each other."""
+
+
+def damaged(path: Path, problem: str) -> ModelDirectoryError:
+    """The error for one file of a model directory: which file, what is wrong, and what to do."""
+    return ModelDirectoryError(f"{path}: {problem}; the model directory is damaged: train the model again")
+
+
+def load_member(directory: Path, cell: CellInfo) -> tuple[Classifier, BandNormaliser]:
+    """One fold's model and the normalisation it was trained with, checked against cell.json: its input is
+    the cell's clip and its output one probability per genre the cell lists."""
+    normalisation = Path(directory) / NORMALISATION_FILE
+    try:
+        normaliser = BandNormaliser.load(normalisation)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise damaged(normalisation, f"unreadable ({type(error).__name__}: {error})") from error
+    model = load_model(directory)
+    if normaliser.mean.shape != (cell.feature_config.width,):
+        raise damaged(
+            normalisation, f"{normaliser.mean.shape[0]} bands, not the {cell.feature_config.width} of {CELL_FILE}"
+        )
+    clip = np.zeros((1, cell.clip_frames, cell.feature_config.width), np.float32)
+    outputs = np.asarray(model.predict_on_batch(clip)).shape[-1]
+    if outputs != len(cell.genres):
+        raise damaged(model_file(directory), f"it predicts {outputs} genres, but {CELL_FILE} lists {len(cell.genres)}")
+    return model, normaliser
 
 
 def is_remote(location: str | Path) -> bool:

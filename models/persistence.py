@@ -9,6 +9,7 @@ except to fit and to save it.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,6 +66,11 @@ def load_model(directory: Path) -> Classifier:
     path = model_file(directory)
     if path.name in ARRAY_MODELS:
         return ARRAY_MODELS[path.name].load(path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path}: not a complete .keras file (a zip archive; {path.stat().st_size} bytes, damaged or cut short); "
+            "train the model again"
+        )
     import_tensorflow()
     import keras  # deferred: reading a model directory's JSON needs no TensorFlow
 

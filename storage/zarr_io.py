@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Coroutine
 from functools import lru_cache, partial
+from pathlib import Path
 from typing import Any
 
 import google_crc32c
@@ -122,7 +123,10 @@ def read_header(root: zarr.AsyncGroup, location: str, missing_ok: bool) -> dict[
 
 
 def open_root(location: str, mode: str, storage_options: dict[str, Any] | None) -> zarr.AsyncGroup:
-    """The store's root group; a writer that loses the race to create a new store opens the winner's."""
+    """The store's root group; a writer that loses the race to create a new store opens the winner's. A local
+    path that is a file is refused by name (Zarr would say only "File exists" or "not found")."""
+    if "://" not in location and Path(location).is_file():
+        raise StoreError(f"{location} is a file, not a store: a store is a folder (or an fsspec URL); name another")
     opening = partial(zarr.api.asynchronous.open_group, store=location, mode=mode, storage_options=storage_options)
     try:
         return sync(opening())

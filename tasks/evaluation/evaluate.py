@@ -80,7 +80,7 @@ def classification_metrics(true: Sequence[int], predicted: Sequence[int], genres
 # ---- scoring ---------------------------------------------------------------------------------------------
 def _score_fold(cell: CellInfo, store: FeatureSet, directory: Path, test_ids: Sequence[str]) -> FoldScores:
     """The fold's model on its own test tracks, read by content key (refused by name if damaged or missing)."""
-    model, normaliser = load_member(directory)
+    model, normaliser = load_member(directory, cell)
     tracks = labelled_tracks(store, cell.tracks_by_id(test_ids))
     genre_index = {genre: index for index, genre in enumerate(cell.genres)}
     plan = evaluation_plan(tracks, genre_index, cell.clip_frames)
@@ -114,7 +114,7 @@ def _result(cell: CellInfo, model_dir: Path, folds: list[dict[str, Any]], scores
     track_probabilities = np.concatenate([fold.track_probabilities for fold in scores])
     clip_true = np.concatenate([np.repeat(fold.labels, fold.clips_per_track) for fold in scores])
     clip_probabilities = np.concatenate([fold.clip_probabilities for fold in scores])
-    model, _ = load_member(fold_dir(model_dir, 0))
+    model, _ = load_member(fold_dir(model_dir, 0), cell)
     return {
         "model": cell.model,
         "clip_seconds": cell.clip_seconds,

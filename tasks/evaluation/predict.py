@@ -57,7 +57,7 @@ class Ensemble:
             for folder in folds:
                 fold = json.loads((folder / FOLD_FILE).read_text())
                 seen.update(track.key for track in cell.tracks_by_id([*fold["train"], *fold["valid"]]))
-            return cls(cell, [load_member(folder) for folder in folds], frozenset(seen))
+            return cls(cell, [load_member(folder, cell) for folder in folds], frozenset(seen))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """(genres,): the track-level softmax of a log-mel (frames, mels) as the store holds it."""

@@ -78,3 +78,11 @@ def test_a_folder_without_audio_fails_with_a_clear_message(extract, tmp_path: Pa
     (tmp_path / "rock").mkdir()
     code, _, err = extract("--data", str(tmp_path), "--store", str(tmp_path / "store.zarr"))
     assert code == 1 and "no audio files in" in err
+
+
+def test_a_store_path_that_is_a_file_is_named_not_reported_as_file_exists(extract, tmp_path: Path):
+    plain = tmp_path / "store.zarr"
+    plain.write_text("not a store")
+    code, _, err = extract("--data", "synthetic", "--store", str(plain), "--tracks-per-genre", "1")
+    assert code == 1 and f"{plain} is a file, not a store" in err and "Errno" not in err
+    assert plain.read_text() == "not a store"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,35 @@ def test_predict_json_reports_bad_files_and_exits_1(
 def test_predict_names_a_folder_that_is_not_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", "--model-dir", str(tmp_path), str(tmp_path)]) == 1
     assert "is not a trained genreflow model" in capsys.readouterr().err
+
+
+def _cut_in_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _drop_a_genre(path: Path) -> None:
+    cell = json.loads(path.read_text())
+    path.write_text(json.dumps({**cell, "genres": cell["genres"][:-1]}))
+
+
+@pytest.mark.parametrize(
+    ("damaged_file", "damage", "message"),
+    [
+        ("fold-0/model.keras", _cut_in_half, "not a complete .keras file"),
+        ("cell.json", _drop_a_genre, "genres, but cell.json lists"),
+        ("fold-0/normalisation.json", Path.unlink, "unreadable (FileNotFoundError"),
+        ("cell.json", lambda path: path.write_text("{"), "JSONDecodeError"),
+    ],
+)
+def test_a_damaged_model_directory_is_named_with_the_file_and_what_to_do(
+    trained_cnn: Path, collection: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    damaged_file: str, damage: Callable[[Path], object], message: str,
+) -> None:  # fmt: skip
+    copy = tmp_path / "model"
+    shutil.copytree(trained_cnn, copy)
+    damage(copy / damaged_file)
+    assert main(["predict", "--model-dir", str(copy), str(collection[0] / "swing" / "swing.00001.wav")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("genreflow: error: ") and message in error and error.endswith("train the model again")
+    named = "fold-0/model.keras" if message == "genres, but cell.json lists" else damaged_file
+    assert str(copy / named) in error and "\n" not in error

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from genreflow.core import FeatureConfig
+from genreflow.models.directory import CellInfo
 from genreflow.storage.store import FeatureSet
 from genreflow.tasks.evaluation.evaluate import evaluate_cell, load_member
 from genreflow.tasks.evaluation.predict import Ensemble, file_features, predict_paths
@@ -88,7 +89,7 @@ def test_a_kfold_model_predicts_with_the_mean_of_its_folds(
     _, features = file_features(str(root / "dance" / "dance.00000.wav"), CONFIG, 1.0)
     per_fold = []
     for index in range(3):
-        model, normaliser = load_member(fold_dir(model_dir, index))
+        model, normaliser = load_member(fold_dir(model_dir, index), CellInfo.load(model_dir))
         clips = normaliser.apply(features)[: 2 * 43].reshape(2, 43, 128)  # a 2 s track holds two 1 s clips
         per_fold.append(model.predict_on_batch(clips).mean(axis=0))
     np.testing.assert_allclose(Ensemble.load(model_dir).probabilities(features), np.mean(per_fold, axis=0), rtol=1e-6)
