@@ -95,6 +95,10 @@ def run_train(args: argparse.Namespace) -> int:
         result = evaluate_cell(model_dir, store)
     except (ValueError, StoreError, FileNotFoundError) as error:
         return fail(str(error))
+    except OSError as error:  # a full disk, a folder that cannot be written: nothing of the model is left
+        return fail(
+            f"{model_dir}: cannot write the model ({error.strerror or error}); free space or choose another --out"
+        )
     print(_describe_result(result))
     return 0
 

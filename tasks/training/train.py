@@ -156,10 +156,22 @@ def train_cell(
     )
     model_dir = _fresh_model_dir(Path(out_dir))
     by_id = {track.track_id: track for track in usable}
-    for index, fold in enumerate(folds):
-        _train_fold(cell, model_spec, store, by_id, fold, index, fold_dir(model_dir, index))
-    cell.save(model_dir)
+    with _removed_unless_complete(model_dir):
+        for index, fold in enumerate(folds):
+            _train_fold(cell, model_spec, store, by_id, fold, index, fold_dir(model_dir, index))
+        cell.save(model_dir)
     return model_dir
+
+
+@contextlib.contextmanager
+def _removed_unless_complete(model_dir: Path) -> Iterator[None]:
+    """A training that fails (a full disk, an interrupt) takes its fold folders with it: nothing of it stays to
+    fill a disk or be mistaken for a model."""
+    try:
+        yield
+    except BaseException:
+        _fresh_model_dir(model_dir)
+        raise
 
 
 def _check_trainable(

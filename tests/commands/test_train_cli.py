@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,34 @@ def test_train_refuses_bad_options_with_a_clear_error(
         main(["train", "--store", collection[1], "--clip", "1", "--out", str(tmp_path), *options]) == 1
     )  # the last --clip counts
     assert message in capsys.readouterr().err
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 400 KiB filesystem (tmpfs): too small for a CNN's model file. Mounting needs root."""
+    import subprocess
+
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mountpoint)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_nothing_of_the_model(
+    small_disk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_tiny_store(tmp_path / "store.zarr", genres=3, tracks_per_genre=3)
+    out = small_disk / "cnn"
+    assert (
+        main(["train", "--store", data.store, "--model", "cnn", "--clip", "0.5", "--epochs", "1", "--out", str(out)])
+        == 1
+    )
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"genreflow: error: {out}: cannot write the model (No space left on device)")
+    assert error.endswith("free space or choose another --out") and "\n" not in error
+    assert not [path for path in small_disk.rglob("*") if path.is_file()]
