@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from genreflow.commands.stopping import stopped_by_signals
 from genreflow.core import PREFECT_EXTRA_LOGGERS
 from genreflow.parameters import add_run_options, one_line, parameters_from
 
@@ -58,7 +59,11 @@ def run_command(args: argparse.Namespace) -> int:
     from genreflow.flows.pipeline import genreflow_flow
     from genreflow.tasks.run_folder import SUMMARY_FILE
 
-    with tags(*RUN_TAGS):
+    kept = (
+        f"Extracted tracks are kept in {parameters.store} and finished cells in {parameters.cache}; run the same "
+        "command again to go on from there."
+    )
+    with stopped_by_signals(kept), tags(*RUN_TAGS):
         state = genreflow_flow(**parameters.model_dump(), return_state=True)
     summary = state.result(raise_on_failure=False)
     if not isinstance(summary, dict):  # the flow itself broke: Prefect has logged why

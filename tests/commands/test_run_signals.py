@@ -1,0 +1,54 @@
+"""Ctrl-C (SIGINT to the process group, as a terminal sends it) and SIGTERM end a real `genreflow run` within
+seconds: no process of the run left, one line on what was kept, and the signal's exit status."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import background_process, log_tail, signal_group, venv_script
+
+STOPPED_WITHIN_SECONDS = 10.0  # the run's own limit is 3 s of grace and 2 s for its children; the rest is slack
+
+
+def group_members(group: int) -> list[int]:
+    """The processes still in process group `group` (zombies included: they have not been reaped)."""
+    import psutil
+
+    members = []
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(process.pid) == group:
+                members.append(process.pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_whole_run_and_says_what_was_kept(tmp_path: Path, signum: signal.Signals) -> None:
+    log = tmp_path / "run.log"
+    command = [
+        venv_script("genreflow"), "run", "--data", "synthetic", "--tracks-per-genre", "4", "--models", "baseline",
+        "cnn", "--clip-seconds", "1", "--epochs", "30", "--out", str(tmp_path / "runs"), "--store",
+        str(tmp_path / "store.zarr"), "--cache", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    training = lambda: "training 2 cells" in log.read_text(errors="replace")  # noqa: E731
+    with background_process(command, log, ready=training, startup_seconds=240) as run:
+        signal_group(run, signum)
+        sent = time.monotonic()
+        while group_members(run.pid) and time.monotonic() - sent < STOPPED_WITHIN_SECONDS:
+            run.poll()  # reaps the run itself once it has ended
+            time.sleep(0.2)
+        left = group_members(run.pid)
+        assert not left, f"{len(left)} process(es) of the run alive {STOPPED_WITHIN_SECONDS:g} s after {signum.name}"
+        assert run.wait(timeout=1) == 128 + signum, log_tail(log)
+    stopped = [line for line in log.read_text().splitlines() if line.startswith("genreflow: stopped by")]
+    assert stopped == [
+        f"genreflow: stopped by {signum.name}. Extracted tracks are kept in {tmp_path / 'store.zarr'} and finished "
+        f"cells in {tmp_path / 'cache'}; run the same command again to go on from there."
+    ]
