@@ -349,7 +349,7 @@ def training_callbacks(settings: TrainingSettings) -> list[Any]:
     the best epoch's weights restored."""
     import keras
 
-    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch)]
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=_epoch_logger(settings.epochs))]
     if settings.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True)
@@ -394,5 +394,11 @@ def compile_for_training(model: Any, learning_rate: Any, fused_batch_norm: bool 
     model.optimizer.build(model.trainable_variables)
 
 
-def _log_epoch(epoch: int, logs: dict[str, float] | None) -> None:
-    logger.info("epoch %d: %s", epoch + 1, {name: round(float(value), 4) for name, value in (logs or {}).items()})
+def _epoch_logger(epochs: int) -> Callable[[int, dict[str, float] | None], None]:
+    """Logs each epoch at INFO (a task run's log in the Prefect UI while the cell trains): `epoch 3 of 30: ...`."""
+
+    def log_epoch(epoch: int, logs: dict[str, float] | None) -> None:
+        values = {name: round(float(value), 4) for name, value in (logs or {}).items()}
+        logger.info("epoch %d of %d: %s", epoch + 1, epochs, values)
+
+    return log_epoch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -285,7 +286,9 @@ def test_the_cosine_schedule_warms_up_over_the_first_epoch_and_decays_to_zero() 
     assert learning_rate_of(TrainingSettings(learning_rate=1e-3), steps_per_epoch=10) == 1e-3
 
 
-def test_without_early_stopping_every_epoch_runs(tiny_store: TrainingData, tmp_path: Path) -> None:
+def test_without_early_stopping_every_epoch_runs_and_each_is_logged_as_n_of_all(
+    tiny_store: TrainingData, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import keras
 
     from genreflow.tasks.training.train import training_callbacks
@@ -298,9 +301,12 @@ def test_without_early_stopping_every_epoch_runs(tiny_store: TrainingData, tmp_p
         isinstance(c, keras.callbacks.EarlyStopping) for c in training_callbacks(TrainingSettings(early_stopping=False))
     )
     settings = TrainingSettings(epochs=3, patience=1, early_stopping=False, schedule="cosine")
+    caplog.set_level(logging.INFO, logger="genreflow")
     model_dir = train_cell(tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / "cell", settings)
     assert (CellInfo.load(model_dir).settings.early_stopping, CellInfo.load(model_dir).settings.schedule) == (
         False,
         "cosine",
     )
     assert len(json.loads((model_dir / "fold-0" / "fold.json").read_text())["history"]["loss"]) == 3
+    epochs = [record.getMessage().split(":")[0] for record in caplog.records if record.name.startswith("genreflow")]
+    assert [line for line in epochs if line.startswith("epoch")] == ["epoch 1 of 3", "epoch 2 of 3", "epoch 3 of 3"]
