@@ -5,6 +5,7 @@ Missing pieces (a failed cell, one seed, no RNN, no run.json) become sentences, 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -59,19 +60,21 @@ def headline_section(analysis: Analysis, plot: Plot) -> Section:
     )
 
 
+def margin_of_error(tracks: int) -> float:
+    """The widest 95 % margin, in points, of an accuracy measured on `tracks` tracks (a proportion near 0.5)."""
+    return 100 * 1.96 * math.sqrt(0.25 / tracks)
+
+
 def noise_notes(analysis: Analysis, seeds: Sequence[int]) -> list[str]:
-    """Plain words on what the table cannot tell apart: a small test set's intervals, and a single seed."""
-    halves = sorted(
-        100 * (s.accuracy_interval[1] - s.accuracy_interval[0]) / 2 for s in analysis.summaries if s.accuracy_interval
-    )
+    """Plain words on what the table cannot tell apart: a small test set, and a single seed."""
     tested = sorted({cell.n_tracks["test"] for cell in analysis.folder.cells if cell.n_tracks.get("test")})
     notes = []
-    if halves and tested:
+    if tested:
         counts = str(tested[0]) if len(tested) == 1 else f"{tested[0]} to {tested[-1]}"
         notes.append(
-            f"Each cell was tested on {counts} tracks, so an accuracy here is uncertain by about "
-            f"±{halves[len(halves) // 2]:.0f} points (the median half interval): where two intervals overlap, the "
-            "difference between them is not evidence."
+            f"Each cell was tested on {counts} tracks, so an accuracy here can be off by up to "
+            f"±{margin_of_error(tested[0]):.0f} points (95 %, at an accuracy of one half): where two intervals "
+            "overlap, the difference between them is not evidence."
         )
     if len(seeds) == 1:
         notes.append(
@@ -238,26 +241,31 @@ def best_model_section(analysis: Analysis, plots: dict[str, Plot]) -> Section:
 
 
 def budget_sentences(cells: Sequence[CellResult]) -> list[str]:
-    """What the networks' training budget was, once per distinct setting (a run has one)."""
-    trained = {
-        json.dumps(cell.settings, sort_keys=True) for cell in cells if cell.settings and cell.history.get("loss")
-    }
-    return [budget_sentence(json.loads(settings)) for settings in sorted(trained)]
+    """What the networks' training budget was, once per distinct budget (a run has one; precision is left out:
+    it is chosen per model and device)."""
+    networks = [cell for cell in cells if cell.settings and cell.history.get("loss")]
+    budgets = ({name: value for name, value in cell.settings.items() if name != "precision"} for cell in networks)
+    return [budget_sentence(json.loads(budget)) for budget in sorted({json.dumps(b, sort_keys=True) for b in budgets})]
 
 
 def budget_sentence(settings: dict[str, Any]) -> str:
     crops = settings.get("crops_per_track")
     per_epoch = (
-        f"{crops} random crops of every training track (as many at every clip length, overlapping where a track "
-        "holds fewer clips)"
+        f"{crops} random crop{'s' if crops != 1 else ''} of every training track (as many at every clip length, "
+        "overlapping where a track holds fewer clips)"
         if crops
         else "as many random crops of each training track as it holds clips (fewer optimiser steps at longer clips)"
     )
+    schedule = " with a cosine schedule" if settings.get("schedule") == "cosine" else ""
+    stopping = (
+        f"stopping after {settings.get('patience')} epochs without a lower validation loss"
+        if settings.get("early_stopping", True)
+        else "every epoch run, the last weights kept"
+    )
     return (
         f"The networks' training budget: up to {settings.get('epochs')} epochs, each of {per_epoch}, in batches of "
-        f"{settings.get('batch_size')}, Adam at {settings.get('learning_rate')}, stopping after "
-        f"{settings.get('patience')} epochs without a lower validation loss; augmentation: "
-        f"{settings.get('augment', 'none')}; precision: {settings.get('precision')}."
+        f"{settings.get('batch_size')}, Adam at {settings.get('learning_rate')}{schedule}, {stopping}; "
+        f"augmentation: {settings.get('augment', 'none')}."
     )
 
 

@@ -350,12 +350,20 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
     markdown = build_report(run_dir)[0].read_text()
     assert markdown.count("The networks' training budget:") == 1
     assert "up to 30 epochs, each of 6 random crops of every training track (as many at every clip length" in markdown
-    assert "augmentation: specaugment; precision: float32." in markdown
+    assert "stopping after 10 epochs without a lower validation loss; augmentation: specaugment." in markdown
+    full = asdict(TrainingSettings(schedule="cosine", early_stopping=False))
+    (run_dir / "results.json").write_text(
+        json.dumps({"cells": [{**cell, "settings": full} for cell in fixture_cells()]})
+    )
+    assert (
+        "Adam at 0.001 with a cosine schedule, every epoch run, the last weights kept"
+        in build_report(run_dir)[0].read_text()
+    )
 
 
 def test_the_headline_says_when_differences_are_within_noise(built: tuple[Path, str, str], tmp_path: Path) -> None:
     _, markdown, _ = built
-    assert "Each cell was tested on 30 tracks, so an accuracy here is uncertain by about ±" in markdown
+    assert "Each cell was tested on 30 tracks, so an accuracy here can be off by up to ±18 points" in markdown
     assert "One seed gives no spread" not in markdown  # the fixture has two seeds
     one_seed = build_report(write_run(tmp_path / "run", keep=lambda cell: cell["seed"] == 0))[0].read_text()
     assert "One seed gives no spread" in one_seed and "is not evidence" in one_seed
