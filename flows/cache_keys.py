@@ -106,21 +106,23 @@ def model_modules() -> frozenset[str]:
     return frozenset(model.module for model in MODELS.values())
 
 
-def shared_code(module: str) -> bool:
-    """Followed from an entry point: genreflow's modules, less the exclusions and the models' own modules."""
-    return is_project_module(module) and module not in EXCLUDED and module not in model_modules()
-
-
 def own_code(module: str) -> bool:
     """Followed from a model's module: genreflow's modules, less the exclusions."""
     return is_project_module(module) and module not in EXCLUDED
+
+
+def shared_code() -> Callable[[str], bool]:
+    """Followed from an entry point: genreflow's modules, less the exclusions and the models' own modules (read
+    from the registry once, as it is now)."""
+    models = model_modules()
+    return lambda module: own_code(module) and module not in models
 
 
 def code_files(model_module: str, folders: dict[str, Path] | None = None) -> dict[str, Path]:
     """The modules whose source a cell training `model_module` runs, and the data files their packages ship."""
     folders = folders or installed_folders()
     modules = {
-        **module_closure(TRAINING_ENTRY, shared_code, folders),
+        **module_closure(TRAINING_ENTRY, shared_code(), folders),
         **module_closure(model_module, own_code, folders),
     }
     return {**modules, **package_data(modules)}
@@ -128,7 +130,7 @@ def code_files(model_module: str, folders: dict[str, Path] | None = None) -> dic
 
 def evaluation_files(folders: dict[str, Path] | None = None) -> dict[str, Path]:
     """The modules whose source an evaluation runs (its model is in its model directory), with their data."""
-    modules = module_closure(EVALUATION_ENTRY, shared_code, folders or installed_folders())
+    modules = module_closure(EVALUATION_ENTRY, shared_code(), folders or installed_folders())
     return {**modules, **package_data(modules)}
 
 

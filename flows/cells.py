@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from genreflow.core import TrainingSettings, cell_name
 from genreflow.flows.cache_keys import code_version, evaluation_version, stable_hash
 from genreflow.flows.locks import cache_lock_manager
 from genreflow.models.directory import RESULT_FILE, is_remote, local_copy, publish
-from genreflow.models.precision import cell_precision
+from genreflow.models.precision import resolved_settings
 from genreflow.models.spec import ModelSpec
 from genreflow.tasks.cluster import cell_threads
 from genreflow.tasks.training.train import TrainingData
@@ -58,7 +58,7 @@ def training_key(parameters: dict[str, Any]) -> str:
         "clip_seconds": parameters["clip_seconds"],
         "seed": parameters["seed"],
         "split": parameters["split"],
-        "settings": asdict(replace(settings, precision=cell_precision(settings.precision, model))),
+        "settings": asdict(resolved_settings(settings, model)),
         "data_version": parameters["data"].data_version,
         "code_version": code_version(model.module),
     }

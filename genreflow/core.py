@@ -59,9 +59,7 @@ class TrainingSettings:
             raise ValueError(f"learning_rate and memory_cap_mb must be positive, got {self}")
         if self.crops_per_track is not None and self.crops_per_track < 1:
             raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for name, allowed in (("augment", AUGMENTATIONS), ("schedule", SCHEDULES)):
+        for name, allowed in (("precision", PRECISIONS), ("augment", AUGMENTATIONS), ("schedule", SCHEDULES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 

@@ -8,6 +8,7 @@ before a run stay fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import types
 import typing
@@ -86,11 +87,10 @@ class RunParameters(BaseModel):
     )  # fmt: skip
 
     def training_settings(self) -> TrainingSettings:
-        """How every cell of the run trains: the run's training options, the others at their defaults."""
-        return TrainingSettings(
-            epochs=self.epochs, batch_size=self.batch_size, crops_per_track=self.crops_per_track,
-            precision=self.precision, augment=self.augment, schedule=self.schedule, early_stopping=self.early_stopping,
-        )  # fmt: skip
+        """How every cell of the run trains: the parameters named as `TrainingSettings`' fields, the others at
+        their defaults."""
+        names = [field.name for field in dataclasses.fields(TrainingSettings) if field.name in type(self).model_fields]
+        return TrainingSettings(**{name: getattr(self, name) for name in names})
 
     def locations(self) -> list[str]:
         """The folders (or URLs) the run writes into."""

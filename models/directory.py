@@ -31,7 +31,7 @@ import numpy as np
 from genreflow.core import FeatureConfig, TrainingSettings
 from genreflow.files import write_json
 from genreflow.models.normalisation import BandNormaliser
-from genreflow.models.persistence import Classifier, load_model, model_file
+from genreflow.models.persistence import Classifier, damaged, load_model, model_file
 from genreflow.storage.schema import CollectionTrack
 
 CELL_FILE = "cell.json"
@@ -91,15 +91,6 @@ class CellInfo:
 
 def fold_dir(model_dir: Path, fold: int) -> Path:
     return Path(model_dir) / f"fold-{fold}"
-
-
-class ModelDirectoryError(ValueError):
-    """A model directory whose files are missing, damaged or disagree with each other."""
-
-
-def damaged(path: Path, problem: str) -> ModelDirectoryError:
-    """The error for one file of a model directory: which file, what is wrong, and what to do."""
-    return ModelDirectoryError(f"{path}: {problem}; the model directory is damaged: train the model again")
 
 
 def load_member(directory: Path, cell: CellInfo) -> tuple[Classifier, BandNormaliser]:

@@ -27,6 +27,15 @@ ARRAY_MODELS: dict[str, type[BandStatisticsClassifier]] = {
 }
 
 
+class ModelDirectoryError(ValueError):
+    """A model directory whose files are missing, damaged or disagree with each other."""
+
+
+def damaged(path: Path, problem: str) -> ModelDirectoryError:
+    """The error for one file of a model directory: which file, what is wrong, and what to do."""
+    return ModelDirectoryError(f"{path}: {problem}; the model directory is damaged: train the model again")
+
+
 class Classifier(Protocol):
     """What evaluation and prediction need of any trained model."""
 
@@ -67,10 +76,7 @@ def load_model(directory: Path) -> Classifier:
     if path.name in ARRAY_MODELS:
         return ARRAY_MODELS[path.name].load(path)
     if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{path}: not a complete .keras file (a zip archive; {path.stat().st_size} bytes, damaged or cut short); "
-            "train the model again"
-        )
+        raise damaged(path, f"not a complete .keras file (a zip archive; {path.stat().st_size} bytes, cut short?)")
     import_tensorflow()
     import keras  # deferred: reading a model directory's JSON needs no TensorFlow
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genreflow.core import PRECISIONS
+from genreflow.core import PRECISIONS, TrainingSettings
 
 if TYPE_CHECKING:
     from genreflow.models.spec import ModelSpec
@@ -93,6 +94,12 @@ def cell_precision(requested: str, model_spec: ModelSpec) -> str:
     if not model_spec.neural:
         return "float32"
     return resolve_precision(requested, model_spec.name, training_device())
+
+
+def resolved_settings(settings: TrainingSettings, model_spec: ModelSpec) -> TrainingSettings:
+    """`settings` with the precision a cell of `model_spec` trains in here: what its cell.json records and its
+    cache key hashes, so that 'auto' and what it resolves to share a key."""
+    return replace(settings, precision=cell_precision(settings.precision, model_spec))
 
 
 @cache

@@ -7,6 +7,7 @@ once the handler runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,6 @@ from typing import Any
 from genreflow.commands import fail
 from genreflow.core import AUGMENTATIONS, DEFAULT_CROPS_PER_TRACK, PRECISIONS, SCHEDULES, TrainingSettings, cell_name
 from genreflow.models.registry import MODELS
-
-# The options that are `TrainingSettings` fields, by the same names.
-SETTINGS_OPTIONS = (
-    "epochs", "patience", "batch_size", "learning_rate", "crops_per_track", "precision", "augment", "schedule",
-    "early_stopping",
-)  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,7 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
     collection = None if args.data is None else str(Path(args.data).resolve())
     try:
         data = TrainingData.from_store(store, spec(args.model).feature_config, collection)
-        settings = TrainingSettings(**_given(args, SETTINGS_OPTIONS))
+        settings = TrainingSettings(**_given(args, [field.name for field in dataclasses.fields(TrainingSettings)]))
         train_cell(data, args.model, args.clip, args.seed, args.split, model_dir, settings, args.threads)
         result = evaluate_cell(model_dir, store)
     except (ValueError, StoreError, FileNotFoundError) as error:
@@ -103,9 +98,9 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    """The options among `names` that the user set."""
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+def _given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    """The options among `names` that the command has and the user set (options are named as the settings)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def _describe_result(result: dict[str, Any]) -> str:

@@ -43,6 +43,7 @@ class FoldScores:
     clip_probabilities: np.ndarray  # (clips, genres)
     clips_per_track: np.ndarray  # (tracks,)
     model_seconds: float
+    params: int  # the fold's model's
 
     @property
     def track_probabilities(self) -> np.ndarray:
@@ -92,6 +93,7 @@ def _score_fold(cell: CellInfo, store: FeatureSet, directory: Path, test_ids: Se
         clip_probabilities=probabilities,
         clips_per_track=np.array([len(item.starts) for item in plan]),
         model_seconds=seconds,
+        params=int(model.count_params()),
     )
 
 
@@ -114,7 +116,6 @@ def _result(cell: CellInfo, model_dir: Path, folds: list[dict[str, Any]], scores
     track_probabilities = np.concatenate([fold.track_probabilities for fold in scores])
     clip_true = np.concatenate([np.repeat(fold.labels, fold.clips_per_track) for fold in scores])
     clip_probabilities = np.concatenate([fold.clip_probabilities for fold in scores])
-    model, _ = load_member(fold_dir(model_dir, 0), cell)
     return {
         "model": cell.model,
         "clip_seconds": cell.clip_seconds,
@@ -135,7 +136,7 @@ def _result(cell: CellInfo, model_dir: Path, folds: list[dict[str, Any]], scores
             "track_vote": classification_metrics(track_true, _votes(scores), cell.genres),
         },
         "track_predictions": _track_predictions(track_ids, track_true, track_probabilities, cell.genres),
-        "params": int(model.count_params()),
+        "params": scores[0].params,
         "size_bytes": model_file(fold_dir(model_dir, 0)).stat().st_size,
         "train_seconds": round(sum(fold["train_seconds"] for fold in folds), 3),
         "epochs_run": round(float(np.mean([fold["epochs_run"] for fold in folds]))),

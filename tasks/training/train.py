@@ -24,7 +24,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from genreflow.models.directory import (
 )
 from genreflow.models.fused import fuse_batch_norms
 from genreflow.models.persistence import is_keras, save_model
-from genreflow.models.precision import cell_precision, device_description, dtype_policy
+from genreflow.models.precision import device_description, dtype_policy, resolved_settings
 from genreflow.models.registry import build_model, spec
 from genreflow.models.spec import ModelSpec
 from genreflow.storage.schema import CollectionTrack, StoreError, data_version
@@ -126,7 +126,7 @@ def train_cell(
     on the device that trains, and cell.json records the resolved one."""
     model_spec, settings = spec(model), settings or TrainingSettings()
     settings.check()
-    settings = replace(settings, precision=cell_precision(settings.precision, model_spec))
+    settings = resolved_settings(settings, model_spec)
     _check_feature_set(model_spec, data)
     clip_frames = model_spec.clip_frames(clip_seconds, data.feature_config)
     store = FeatureSet.open(data.store, data.feature_config)
