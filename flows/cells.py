@@ -5,21 +5,29 @@ A cell trains into a folder named by its cache key under the cache's models (a f
 any worker can train any cell and any run anywhere reuses it; `cell.json` is written last, so a half-trained
 folder is never read as a model. Each key is locked while its task runs (flows/locks.py), so a second run waits
 for the first and then reuses its result.
+
+While a cell trains, its checkpoint (under the cache's checkpoints, same key) holds its finished folds and its
+last epoch: whatever restarts the cell (Dask's rerun on another worker when one dies, `prefect flow-run
+retry`, the same command again) continues from there. Its learning curves go to the cache's tensorboard
+folder, and its progress to a Prefect progress artifact on the task run.
 """
 
 from __future__ import annotations
 
+import re
 import resource
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
 from prefect.filesystems import RemoteFileSystem, WritableFileSystem
@@ -31,6 +39,8 @@ from genreflow.models.directory import RESULT_FILE, is_remote, local_copy, publi
 from genreflow.models.precision import resolved_settings
 from genreflow.models.spec import ModelSpec
 from genreflow.tasks.cluster import cell_threads
+from genreflow.tasks.training.checkpoint import Checkpoint
+from genreflow.tasks.training.progress import EpochProgress, Tracking
 from genreflow.tasks.training.train import TrainingData
 
 
@@ -83,34 +93,55 @@ def train_task(
     seed: int,
     split: str,
     settings: TrainingSettings,
-    models_root: str,
+    cache_root: str,
     workers_on_hosts: dict[str, int],
 ) -> dict[str, Any]:
-    """Train one cell into a model directory named by its cache key (local or behind a URL): where it is, and
-    where and when it was trained. TensorFlow gets this machine's share of cores (`cell_threads`)."""
+    """Train one cell into a model directory named by its cache key (local or behind a URL): where it is, where
+    its learning curves are, and where and when it was trained. A checkpoint under the same key, left by a
+    worker or run that died, is continued (`tasks.training.checkpoint`) and removed once the model is in place.
+    TensorFlow gets this machine's share of cores (`cell_threads`)."""
     from distributed import get_worker
 
     from genreflow.tasks.training.train import train_cell
 
-    destination = f"{models_root.rstrip('/')}/{training_key(locals())}"
+    key, paths = training_key(locals()), CachePaths(cache_root)
+    destination, name = f"{paths.models}/{key}", cell_name(model.name, clip_seconds, seed)
+    checkpoint = Checkpoint(f"{paths.checkpoints}/{key}", key)
+    tracking = Tracking(checkpoint, f"{paths.curves}/{name}-{key.removeprefix('train-')[:12]}", _progress_reporter())
     threads = cell_threads(workers_on_hosts)
     started = _now()
-    get_run_logger().info(
-        "training %s %gs seed %d into %s (%d threads)", model.name, clip_seconds, seed, destination, threads
-    )
+    get_run_logger().info("training %s into %s (%d threads)", name, destination, threads)
     with _staging(destination) as model_dir:
-        train_cell(data, model, clip_seconds, seed, split, model_dir, settings, threads)
+        train_cell(data, model, clip_seconds, seed, split, model_dir, settings, threads, tracking)
+    checkpoint.clear()
     try:
         worker = f"worker {get_worker().name} ({get_worker().address})"
     except ValueError:
         worker = "the flow's process"
     return {
         "model_dir": destination,
+        "curves": tracking.curves_url,
         "worker": worker,
         "started": started,
         "finished": _now(),
         "peak_rss_mb": _peak_rss_mb(),
     }
+
+
+def _progress_reporter() -> Callable[[EpochProgress], None]:
+    """Publishes a training cell's progress to its task run as a Prefect progress artifact after each epoch
+    (the UI shows it moving), described by the epoch and the validation accuracy so far."""
+    artifact: list[UUID] = []
+
+    def report(progress: EpochProgress) -> None:
+        percent, description = round(100 * progress.fraction, 1), progress.describe()
+        if artifact:
+            update_progress_artifact(artifact[0], percent, description=description)
+        else:
+            key = f"training-progress-{re.sub(r'[^a-z0-9-]', '-', progress.cell.lower())}"
+            artifact.append(create_progress_artifact(percent, key=key, description=description))
+
+    return report
 
 
 @contextmanager
@@ -154,12 +185,32 @@ def _now() -> str:
 
 
 @dataclass(frozen=True)
+class CachePaths:
+    """The folders of a cache (a local folder or a URL): trained models, checkpoints of cells in training and
+    learning curves, each under its own name so that a maintenance command can find each kind."""
+
+    root: str
+
+    @property
+    def models(self) -> str:
+        return f"{self.root.rstrip('/')}/models"
+
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.root.rstrip('/')}/checkpoints"
+
+    @property
+    def curves(self) -> str:
+        return f"{self.root.rstrip('/')}/tensorboard"
+
+
+@dataclass(frozen=True)
 class CacheLocation:
     """Where results and trained models persist (a folder, or a URL with a saved fsspec block), and the local
     folder for what must stay on this machine (the synthetic collection's audio)."""
 
     result_storage: Path | WritableFileSystem
-    models_root: str
+    root: str  # the cache itself: `CachePaths` names its folders
     local_root: Path
 
     @classmethod
@@ -167,11 +218,11 @@ class CacheLocation:
         """A local cache holds everything; a URL cache holds results and models, the audio stays under `out_dir`."""
         if "://" not in cache:
             root = Path(cache).resolve()
-            return cls(root / "results", str(root / "models"), root)
+            return cls(root / "results", str(root), root)
         base = cache.rstrip("/")
         block = RemoteFileSystem(basepath=f"{base}/results")
         block.save(f"genreflow-cache-{stable_hash({'url': cache})}", overwrite=True)  # Prefect needs it saved
-        return cls(block, f"{base}/models", out_dir)
+        return cls(block, base, out_dir)
 
 
 def cell_tasks(cache: CacheLocation, cache_url: str) -> tuple[Any, Any]:

@@ -121,7 +121,7 @@ class Grid:
         grid, model = self.settings, spec(cell.model)
         parameters = {
             "data": grid.data[model.features], "model": model, "clip_seconds": cell.clip_seconds, "seed": cell.seed,
-            "split": grid.split, "settings": grid.training, "models_root": grid.cache.models_root,
+            "split": grid.split, "settings": grid.training, "cache_root": grid.cache.root,
             "workers_on_hosts": self.workers_on_hosts,
         }  # fmt: skip
         return self.runner.submit(self.trainer.with_options(task_run_name=f"train-{cell.name}"), parameters)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genreflow.core import FeatureConfig, TrainingSettings
+from genreflow.core import FeatureConfig, TrainingSettings, cell_name
 from genreflow.files import write_json
 from genreflow.models.normalisation import BandNormaliser
 from genreflow.models.persistence import Classifier, damaged, load_model, model_file
@@ -59,6 +59,11 @@ class CellInfo:
     folds: int
     settings: TrainingSettings = field(default_factory=TrainingSettings)
     device: str = "cpu"  # what trained it: "cpu: <model>" or "gpu:<capability> <name>"
+
+    @property
+    def name(self) -> str:
+        """The cell's name in logs and folders: `cnn-5s-seed0`."""
+        return cell_name(self.model, self.clip_seconds, self.seed)
 
     def save(self, model_dir: Path) -> None:
         values = asdict(self)

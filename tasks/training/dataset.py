@@ -238,10 +238,11 @@ def epoch_batches(
     crops_per_track: int | None,
     seed: Sequence[int],
     augment: str = "none",
+    first_epoch: int = 0,
 ) -> Callable[[], Iterator[Batch]]:
     """A callable that yields one epoch of newly drawn crops, augmented as `augment` says, each time it is
-    called (Keras: once per epoch)."""
-    epochs = itertools.count()
+    called (Keras: once per epoch), the first being epoch `first_epoch` (a resumed fold's next)."""
+    epochs = itertools.count(first_epoch)
 
     def one_epoch() -> Iterator[Batch]:
         epoch = next(epochs)

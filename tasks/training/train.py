@@ -23,7 +23,7 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,8 @@ from genreflow.models.spec import ModelSpec
 from genreflow.storage.schema import CollectionTrack, StoreError, data_version
 from genreflow.storage.store import FeatureSet, Store
 from genreflow.tasks.features.clips import too_short
+from genreflow.tasks.training.curves import FoldCurves, hparams_of
 from genreflow.tasks.training.dataset import (
-    Batch,
     ClipStream,
     LabelledTrack,
     clip_count,
@@ -59,11 +59,13 @@ from genreflow.tasks.training.dataset import (
     to_tf_dataset,
     training_clip_count,
 )
+from genreflow.tasks.training.progress import FoldTracking, Tracking
 from genreflow.tasks.training.splits import MIN_GENRES, Fold, make_folds
 
 logger = logging.getLogger(__name__)
 
 HISTORY_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy")
+EXTRA_HISTORY_KEYS = ("learning_rate", "seconds")  # a network's, besides Keras' own: its curves need them
 ALL_CLIPS = None  # crops_per_track for the array models: as many crops of a track as it holds clips
 
 
@@ -120,10 +122,12 @@ def train_cell(
     out_dir: str | Path,
     settings: TrainingSettings | None = None,
     threads: int | None = None,
+    tracking: Tracking | None = None,
 ) -> Path:
     """Train `model` (a registered name, or the entry itself) on `clip_seconds` clips of `data`'s tracks into
     `out_dir` (the model directory), as `settings` say (the defaults if None); its precision is resolved here,
-    on the device that trains, and cell.json records the resolved one."""
+    on the device that trains, and cell.json records the resolved one. With `tracking`'s checkpoint, folds it
+    holds finished are copied, not trained, and a fold it holds half-trained continues from its last epoch."""
     model_spec, settings = spec(model), settings or TrainingSettings()
     settings.check()
     settings = resolved_settings(settings, model_spec)
@@ -156,11 +160,34 @@ def train_cell(
     )
     model_dir = _fresh_model_dir(Path(out_dir))
     by_id = {track.track_id: track for track in usable}
+    tracking = tracking or Tracking()
     with _removed_unless_complete(model_dir):
         for index, fold in enumerate(folds):
-            _train_fold(cell, model_spec, store, by_id, fold, index, fold_dir(model_dir, index))
+            directory = fold_dir(model_dir, index)
+            if tracking.checkpoint and tracking.checkpoint.restore_fold(index, directory):
+                logger.info(
+                    "%s fold %d: trained before a restart, kept (%s)", cell.name, index, tracking.checkpoint.url
+                )
+                continue
+            with _fold_tracking(cell, tracking, index, len(folds)) as fold_tracking:
+                _train_fold(cell, model_spec, store, by_id, fold, index, directory, fold_tracking)
+            if tracking.checkpoint:
+                tracking.checkpoint.save_fold(index, directory)
         cell.save(model_dir)
     return model_dir
+
+
+@contextlib.contextmanager
+def _fold_tracking(cell: CellInfo, tracking: Tracking, index: int, folds: int) -> Iterator[FoldTracking]:
+    """A fold's share of the cell's tracking: its checkpoint, its own learning curves (closed afterwards)."""
+    curves = (
+        FoldCurves(f"{tracking.curves_url.rstrip('/')}/fold-{index}", hparams_of(cell)) if tracking.curves_url else None
+    )
+    try:
+        yield FoldTracking(cell.name, index, folds, tracking.checkpoint, curves, tracking.on_epoch)
+    finally:
+        if curves is not None:
+            curves.close()
 
 
 @contextlib.contextmanager
@@ -242,6 +269,7 @@ def _train_fold(
     fold: Fold,
     index: int,
     directory: Path,
+    tracking: FoldTracking,
 ) -> None:
     """Fit the normalisation and the model on one fold's training tracks; save both with the fold's facts."""
     started = time.perf_counter()
@@ -257,13 +285,13 @@ def _train_fold(
         seed=(cell.seed, index),
     )
     logger.info("%s fold %d: %d training, %d validation tracks", cell.model, index, len(fold.train), len(fold.valid))
-    history = _fit(model, stream, tracks, cell.settings)
+    history, seconds_before_restart = _fit(model, stream, tracks, cell.settings, tracking)
     save_model(model, directory)
     facts = {
         "fold": index,
         **asdict(fold),
         "epochs_run": max(1, len(history["loss"])),  # the baseline makes one pass over its crops
-        "train_seconds": round(time.perf_counter() - started, 3),
+        "train_seconds": round(time.perf_counter() - started + seconds_before_restart, 3),
         "history": history,
     }
     write_json(directory / FOLD_FILE, facts)
@@ -305,56 +333,67 @@ def _initialisers_seeded(seed: int) -> Iterator[None]:
         seed_generator.python_random = saved
 
 
-def _fit(model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings) -> dict[str, list[float]]:
-    """Train; returns the per-epoch history (empty lists for the array models, which are not trained in epochs).
+def _fit(
+    model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings, tracking: FoldTracking
+) -> tuple[dict[str, list[float]], float]:
+    """Train; returns the per-epoch history (empty lists for the array models, which are not trained in epochs)
+    and the seconds a resumed fold had trained before its restart.
     The validation tracks choose a network's epoch; the array models have no epochs to choose, so they are
     fitted on the training and validation tracks together (their test tracks stay unseen), once, on as many
     random crops of each track as it holds clips: the epoch budget and augmentation are the networks'."""
     if not is_keras(model):
         fitting = [*tracks.train, *tracks.valid]
         model.fit_batches(epoch_batches(stream, fitting, tracks.genre_index, ALL_CLIPS, tracks.seed)())
-        return {name: [] for name in HISTORY_KEYS}
-    training = epoch_batches(
-        stream, tracks.train, tracks.genre_index, settings.crops_per_track, tracks.seed, settings.augment
-    )
-    return _fit_keras(model, stream, training, tracks, settings)
+        return {name: [] for name in HISTORY_KEYS}, 0.0
+    return _fit_keras(model, stream, tracks, settings, tracking)
 
 
 def _fit_keras(
-    model: Any,
-    stream: ClipStream,
-    training: Callable[[], Iterator[Batch]],
-    tracks: FoldTracks,
-    settings: TrainingSettings,
-) -> dict[str, list[float]]:
+    model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings, tracking: FoldTracking
+) -> tuple[dict[str, list[float]], float]:
     """Adam on sparse cross-entropy at the settings' learning rate and schedule; with early stopping, training
     ends once the validation loss has not fallen for `patience` epochs and keeps the best epoch's weights,
-    without it, every epoch runs and the last weights are kept."""
+    without it, every epoch runs and the last weights are kept. A fold the checkpoint holds half-trained
+    continues after its last saved epoch (`recorder`)."""
+    from genreflow.tasks.training.recorder import EpochRecorder, resumable_state
 
     train_clips = training_clip_count(tracks.train, stream.clip_frames, settings.crops_per_track)
     steps = stream.batch_count(train_clips)
     valid_plan = evaluation_plan(tracks.valid, tracks.genre_index, stream.clip_frames)
+    compile_for_training(model, learning_rate_of(settings, steps))
+    resumed = resumable_state(model, tracking, settings.epochs)
+    done = resumed.epochs_done if resumed else 0
+    crops, augment = settings.crops_per_track, settings.augment
+    training = epoch_batches(stream, tracks.train, tracks.genre_index, crops, tracks.seed, augment, first_epoch=done)
     train_data = to_tf_dataset(training, stream, steps)
     valid_data = to_tf_dataset(lambda: stream.batches(valid_plan), stream, stream.batch_count(clip_count(valid_plan)))
-    compile_for_training(model, learning_rate_of(settings, steps))
-    fitted = model.fit(
-        train_data, validation_data=valid_data, epochs=settings.epochs, callbacks=training_callbacks(settings),
-        shuffle=False, verbose=0,
+    callbacks = training_callbacks(settings)
+    recorder = EpochRecorder(tracking, settings.epochs, _early_stopping(callbacks), resumed)
+    if tracking.curves is not None:
+        tracking.curves.start(recorder.history)
+    first = settings.epochs if resumed and resumed.finished else done  # finished: only early stopping's ending
+    model.fit(
+        train_data, validation_data=valid_data, epochs=settings.epochs, initial_epoch=first,
+        callbacks=[*callbacks, recorder], shuffle=False, verbose=0,
     )  # fmt: skip
-    return {name: [float(value) for value in fitted.history.get(name, [])] for name in HISTORY_KEYS}
+    history = {name: recorder.history.get(name, []) for name in (*HISTORY_KEYS, *EXTRA_HISTORY_KEYS)}
+    return history, sum(history["seconds"][:done])
+
+
+def _early_stopping(callbacks: list[Any]) -> Any | None:
+    import keras
+
+    return next((callback for callback in callbacks if isinstance(callback, keras.callbacks.EarlyStopping)), None)
 
 
 def training_callbacks(settings: TrainingSettings) -> list[Any]:
-    """Each epoch logged; with early stopping, a stop after `patience` epochs without a lower validation loss,
-    the best epoch's weights restored."""
+    """With early stopping, a stop after `patience` epochs without a lower validation loss, the best epoch's
+    weights restored; none without it (each epoch is logged by `recorder.EpochRecorder`)."""
     import keras
 
-    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=_epoch_logger(settings.epochs))]
-    if settings.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True)
-        )
-    return callbacks
+    if not settings.early_stopping:
+        return []
+    return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True)]
 
 
 def learning_rate_of(settings: TrainingSettings, steps_per_epoch: int) -> Any:
@@ -392,13 +431,3 @@ def compile_for_training(model: Any, learning_rate: Any, fused_batch_norm: bool 
         optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=[accuracy]
     )
     model.optimizer.build(model.trainable_variables)
-
-
-def _epoch_logger(epochs: int) -> Callable[[int, dict[str, float] | None], None]:
-    """Logs each epoch at INFO (a task run's log in the Prefect UI while the cell trains): `epoch 3 of 30: ...`."""
-
-    def log_epoch(epoch: int, logs: dict[str, float] | None) -> None:
-        values = {name: round(float(value), 4) for name, value in (logs or {}).items()}
-        logger.info("epoch %d of %d: %s", epoch + 1, epochs, values)
-
-    return log_epoch

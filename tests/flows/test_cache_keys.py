@@ -236,7 +236,7 @@ def test_a_models_registry_entry_is_in_its_own_cells_keys_by_value() -> None:
     def key(model: str, **changed: object) -> str:
         settings = TrainingSettings(precision="float32", **changed)
         return training_key({"model": spec(model), "clip_seconds": 5.0, "seed": 0, "split": "stratified",
-                             "settings": settings, "data": data, "models_root": "anywhere"})  # fmt: skip
+                             "settings": settings, "data": data, "cache_root": "anywhere"})  # fmt: skip
 
     before = {model: key(model) for model in ("cnn", "rnn")}
     original = spec("cnn")
