@@ -107,10 +107,11 @@ def train_task(
     key, paths = training_key(locals()), CachePaths(cache_root)
     destination, name = f"{paths.models}/{key}", cell_name(model.name, clip_seconds, seed)
     checkpoint = Checkpoint(f"{paths.checkpoints}/{key}", key)
-    tracking = Tracking(checkpoint, f"{paths.curves}/{name}-{key.removeprefix('train-')[:12]}", _progress_reporter())
+    curves, log = f"{paths.curves}/{name}-{key.removeprefix('train-')[:12]}", get_run_logger()
+    tracking = Tracking(checkpoint, curves, _progress_reporter(), log)
     threads = cell_threads(workers_on_hosts)
     started = _now()
-    get_run_logger().info("training %s into %s (%d threads)", name, destination, threads)
+    log.info("training %s into %s (%d threads)", name, destination, threads)
     with _staging(destination) as model_dir:
         train_cell(data, model, clip_seconds, seed, split, model_dir, settings, threads, tracking)
     checkpoint.clear()

@@ -137,7 +137,7 @@ class Checkpoint:
         """Replace the saved state by `state`, whole or not at all."""
         self._write_whole(STATE_FILE, encode_state(state, self.key))
 
-    def load_state(self, fold: int) -> TrainingState | None:
+    def load_state(self, fold: int, log: logging.Logger | logging.LoggerAdapter = logger) -> TrainingState | None:
         """The saved state of `fold`, or None: none saved, one of another fold, or one that cannot be trusted
         (discarded with a warning naming it)."""
         path = f"{self._root}/{STATE_FILE}"
@@ -146,7 +146,7 @@ class Checkpoint:
                 return None
             state = decode_state(self._fs.cat_file(path), self.key)
         except (CheckpointError, OSError) as problem:
-            logger.warning("discarding the checkpoint %s/%s: %s; this fold starts over", self.url, STATE_FILE, problem)
+            log.warning("discarding the checkpoint %s/%s: %s; this fold starts over", self.url, STATE_FILE, problem)
             self._fs.rm(path)
             return None
         return state if state.fold == fold else None

@@ -5,11 +5,15 @@ Nothing here imports TensorFlow: the flow names these before any worker trains (
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from genreflow.tasks.training.checkpoint import Checkpoint
 from genreflow.tasks.training.curves import FoldCurves
+
+logger = logging.getLogger("genreflow.tasks.training")
+Log = logging.Logger | logging.LoggerAdapter
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class FoldTracking:
     checkpoint: Checkpoint | None = None
     curves: FoldCurves | None = None
     on_epoch: Callable[[EpochProgress], None] | None = None
+    log: Log = logger
 
 
 @dataclass(frozen=True)
@@ -54,3 +59,4 @@ class Tracking:
     checkpoint: Checkpoint | None = None
     curves_url: str | None = None
     on_epoch: Callable[[EpochProgress], None] | None = None
+    log: Log = logger  # where its epochs and any resumption are told: a flow's task gives its run logger

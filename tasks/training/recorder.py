@@ -12,7 +12,6 @@ and starts `fit` at the next epoch: the fold ends with the weights an uninterrup
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -21,8 +20,6 @@ import numpy as np
 
 from genreflow.tasks.training.checkpoint import TrainingState
 from genreflow.tasks.training.progress import EpochProgress, FoldTracking
-
-logger = logging.getLogger(__name__)
 
 STOPPING_FIELDS = ("wait", "best", "best_epoch", "stopped_epoch")
 
@@ -56,7 +53,9 @@ class EpochRecorder(keras.callbacks.Callback):
         values["seconds"] = round(time.perf_counter() - self._started, 3)
         for name, value in values.items():
             self.history.setdefault(name, []).append(value)
-        logger.info("epoch %d of %d: %s", epoch + 1, self.epochs, {name: round(v, 4) for name, v in values.items()})
+        self.tracking.log.info(
+            "epoch %d of %d: %s", epoch + 1, self.epochs, {name: round(v, 4) for name, v in values.items()}
+        )
         tracking = self.tracking
         if tracking.checkpoint is not None:
             tracking.checkpoint.save_state(self._state(epoch + 1))
@@ -85,15 +84,17 @@ def resumable_state(model: Any, tracking: FoldTracking, epochs: int) -> Training
     """The checkpoint's state of this fold, its variables already put into `model`; None where there is none to
     trust (the fold then starts from `model` as it is)."""
     checkpoint = tracking.checkpoint
-    state = checkpoint.load_state(tracking.fold) if checkpoint is not None else None
+    state = checkpoint.load_state(tracking.fold, tracking.log) if checkpoint is not None else None
     if state is None:
         return None
     try:
         restore_variables(model, state)
     except ValueError as problem:
-        logger.warning("discarding the checkpoint %s: %s; this fold starts over", checkpoint.url, problem)
+        tracking.log.warning("discarding the checkpoint %s: %s; this fold starts over", checkpoint.url, problem)
         return None
-    logger.info("resumed %s at fold %d, epoch %d of %d", tracking.cell, tracking.fold, state.epochs_done + 1, epochs)
+    tracking.log.info(
+        "resumed %s at fold %d, epoch %d of %d", tracking.cell, tracking.fold, state.epochs_done + 1, epochs
+    )
     return state
 
 

@@ -165,7 +165,7 @@ def train_cell(
         for index, fold in enumerate(folds):
             directory = fold_dir(model_dir, index)
             if tracking.checkpoint and tracking.checkpoint.restore_fold(index, directory):
-                logger.info(
+                tracking.log.info(
                     "%s fold %d: trained before a restart, kept (%s)", cell.name, index, tracking.checkpoint.url
                 )
                 continue
@@ -184,7 +184,7 @@ def _fold_tracking(cell: CellInfo, tracking: Tracking, index: int, folds: int) -
         FoldCurves(f"{tracking.curves_url.rstrip('/')}/fold-{index}", hparams_of(cell)) if tracking.curves_url else None
     )
     try:
-        yield FoldTracking(cell.name, index, folds, tracking.checkpoint, curves, tracking.on_epoch)
+        yield FoldTracking(cell.name, index, folds, tracking.checkpoint, curves, tracking.on_epoch, tracking.log)
     finally:
         if curves is not None:
             curves.close()

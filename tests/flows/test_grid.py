@@ -3,6 +3,7 @@ worker killed in the middle of a cell loses nothing that looks complete (real Pr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from genreflow.core import PREFECT_EXTRA_LOGGERS
 from tests.support.dask_cluster import running_dask_cluster
+from tests.support.events import event_steps
 from tests.support.music import tiny_collection
 
 GRID = {"models": ["baseline", "cnn"], "clip_seconds": [1.0, 2.0], "seeds": [0], "epochs": 1, "crops_per_track": 2}
@@ -61,45 +64,89 @@ def task_runs_left_running() -> list[str]:
         return [task_run.name for task_run in client.read_task_runs(task_run_filter=running)]
 
 
-def kill_a_worker_while_it_trains(address: str, model: str, killed: list[str]) -> None:
-    """Wait until a worker of the scheduler at `address` is training `model`, let it train a moment, SIGKILL it."""
+def saved_epochs(checkpoints: Path) -> int:
+    """The most epochs any checkpoint under `checkpoints` holds (0 where none holds any yet)."""
+    from genreflow.tasks.training.checkpoint import STATE_FILE, CheckpointError, decode_state
+
+    epochs = [0]
+    for state in checkpoints.glob(f"*/{STATE_FILE}"):
+        try:
+            epochs.append(decode_state(state.read_bytes(), state.parent.name).epochs_done)
+        except (OSError, CheckpointError):  # replaced or removed while being read
+            continue
+    return max(epochs)
+
+
+def kill_the_training_worker_after(address: str, checkpoints: Path, epochs: int, killed: list[int]) -> None:
+    """Once a checkpoint under `checkpoints` holds `epochs` epochs, SIGKILL the worker training: the epochs
+    the checkpoint held at that moment go to `killed`."""
     from distributed import Client
 
     with Client(address, timeout=10) as client:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            busy = {worker: keys for worker, keys in client.processing().items() if any(model in str(k) for k in keys)}
-            if busy:
-                worker = next(iter(busy))
-                time.sleep(1.0)
-                pids = client.run(os.getpid, workers=[worker])
-                os.kill(pids[worker], signal.SIGKILL)
-                killed.append(worker)
-                return
-            time.sleep(0.05)
+        while time.monotonic() < deadline and saved_epochs(checkpoints) < epochs:
+            time.sleep(0.02)
+        busy = [worker for worker, keys in client.processing().items() if any("train" in str(k) for k in keys)]
+        pids = client.run(os.getpid, workers=busy[:1])
+        for pid in pids.values():
+            os.kill(pid, signal.SIGKILL)
+            killed.append(saved_epochs(checkpoints))
 
 
-def test_a_worker_killed_mid_cell_is_replaced_the_cell_retried_and_nothing_half_written_reused(
+def flow_run_messages(state: Any) -> list[str]:
+    """Every log line the API holds for the flow run that ended in `state` (its workers' task runs included)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    flow_run = LogFilterFlowRunId(any_=[state.state_details.flow_run_id])
+    with get_client(sync_client=True) as client:
+        return [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=flow_run))]
+
+
+def trained_weights(model_dir: Path) -> list[Any]:
+    import keras
+
+    return keras.saving.load_model(model_dir / "fold-0" / "model.keras").get_weights()
+
+
+def test_a_worker_killed_mid_cell_is_replaced_and_the_cell_resumes_from_its_last_epoch(
     prefect_api: str, music: Path, tmp_path: Path
 ) -> None:
-    """Dask gives a task whose worker died to another worker (up to `allowed-failures` times): the cell is
-    trained again from scratch there, its lock released by the dead process, and ends trained."""
+    """Dask gives a task whose worker died to another worker (up to `allowed-failures` times): the cell continues
+    there from its checkpoint, its lock released by the dead process, and ends with the model an uninterrupted
+    training makes; its learning curves hold each epoch once."""
+    import numpy as np
+
     from genreflow.flows.pipeline import genreflow_flow
 
-    grid = {**GRID, "models": ["cnn"], "epochs": 4}
-    with running_dask_cluster(tmp_path / "dask", n_workers=2) as address:
+    grid = {**GRID, "models": ["cnn"], "clip_seconds": [1.0], "epochs": 6}
+    from prefect.settings import PREFECT_LOGGING_EXTRA_LOGGERS, temporary_settings
+
+    extra_loggers = {PREFECT_LOGGING_EXTRA_LOGGERS: PREFECT_EXTRA_LOGGERS}  # as `genreflow run` sets them
+    with running_dask_cluster(tmp_path / "dask", n_workers=2) as address, temporary_settings(extra_loggers):
         parameters = {"data": str(music), **grid, **paths(tmp_path), "dask_address": address}
-        killed: list[str] = []
-        killer = threading.Thread(target=kill_a_worker_while_it_trains, args=(address, "train", killed))
+        killed: list[int] = []
+        checkpoints = tmp_path / "cache" / "checkpoints"
+        killer = threading.Thread(target=kill_the_training_worker_after, args=(address, checkpoints, 2, killed))
         killer.start()
-        first = genreflow_flow(**parameters)
+        first = genreflow_flow(**parameters, return_state=True)
         killer.join()
         second = genreflow_flow(**parameters)
+        whole = genreflow_flow(**{**parameters, "cache": str(tmp_path / "uninterrupted")})
 
-    assert killed, "no worker was killed: nothing was tested"
+    assert killed and 2 <= killed[0] < 6, f"no worker was killed mid-cell: nothing was tested ({killed})"
+    messages = flow_run_messages(first)
+    assert f"resumed cnn-1s-seed0 at fold 0, epoch {killed[0] + 1} of 6" in messages, [
+        m for m in messages if "epoch" in m or "train" in m
+    ]
     assert task_runs_left_running() == []
-    assert [cell["status"] for cell in first["cells"]] == ["trained"] * 2
-    assert [cell["status"] for cell in second["cells"]] == ["reused"] * 2
-    for cell in first["cells"]:
-        model_dir = Path(cell["result_path"]).parent
-        assert (model_dir / "cell.json").is_file() and (model_dir / "fold-0" / "model.keras").is_file()
+    assert [cell["status"] for cell in first.result()["cells"]] == ["trained"]
+    assert [cell["status"] for cell in second["cells"]] == ["reused"]
+    resumed_dir = Path(first.result()["cells"][0]["result_path"]).parent
+    whole_dir = Path(whole["cells"][0]["result_path"]).parent
+    for mine, theirs in zip(trained_weights(resumed_dir), trained_weights(whole_dir), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert not list(checkpoints.iterdir()), "the finished cell's checkpoint was left behind"
+    epochs_run = json.loads((resumed_dir / "fold-0" / "fold.json").read_text())["epochs_run"]
+    (curves,) = (tmp_path / "cache" / "tensorboard").glob("cnn-1s-seed0-*/fold-0/validation")
+    assert event_steps(curves) == {"epoch_loss": list(range(epochs_run)), "epoch_accuracy": list(range(epochs_run))}

@@ -17,6 +17,7 @@ from genreflow.core import TrainingSettings
 from genreflow.tasks.training.checkpoint import STATE_FILE, Checkpoint, CheckpointError, decode_state
 from genreflow.tasks.training.progress import EpochProgress, Tracking
 from genreflow.tasks.training.train import TrainingData, fold_dir, train_cell
+from tests.support.events import event_steps
 from tests.support.object_store import s3_bucket_in_environment
 from tests.support.stores import write_tiny_store
 
@@ -70,18 +71,6 @@ def assert_same_model(resumed: Path, uninterrupted: Path) -> None:
         ]
         for name in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"):
             assert histories[0][name] == histories[1][name], name
-
-
-def event_steps(folder: Path) -> dict[str, list[int]]:
-    """Every scalar's steps across all event files of `folder`."""
-    import tensorflow as tf
-
-    steps: dict[str, list[int]] = {}
-    for path in sorted(folder.glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                steps.setdefault(value.tag, []).append(event.step)
-    return steps
 
 
 def test_a_cell_stopped_in_its_second_fold_resumes_there_and_ends_with_the_uninterrupted_model(
