@@ -60,8 +60,8 @@ def run_command(args: argparse.Namespace) -> int:
     from genreflow.tasks.run_folder import SUMMARY_FILE
 
     kept = (
-        f"Extracted tracks are kept in {parameters.store} and finished cells in {parameters.cache}; run the same "
-        "command again to go on from there."
+        f"Extracted tracks are kept in {parameters.store}, finished cells and the checkpoints of cells in training "
+        f"in {parameters.cache}; run the same command again to go on from there."
     )
     with stopped_by_signals(kept), tags(*RUN_TAGS):
         state = genreflow_flow(**parameters.model_dump(), return_state=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -29,16 +30,27 @@ def group_members(group: int) -> list[int]:
     return members
 
 
+def second_fold_started(cache: Path) -> bool:
+    """Whether a cell in training has saved an epoch of its second fold (its first fold is finished)."""
+    from genreflow.tasks.training.checkpoint import STATE_FILE, CheckpointError, decode_state
+
+    for state in (cache / "checkpoints").glob(f"*/{STATE_FILE}"):
+        try:
+            return decode_state(state.read_bytes(), state.parent.name).fold == 1
+        except (OSError, CheckpointError):  # replaced while being read
+            continue
+    return False
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_ends_the_whole_run_and_says_what_was_kept(tmp_path: Path, signum: signal.Signals) -> None:
-    log = tmp_path / "run.log"
+def test_a_signal_ends_the_whole_run_and_the_same_command_resumes_it(tmp_path: Path, signum: signal.Signals) -> None:
+    log, cache = tmp_path / "run.log", tmp_path / "cache"
     command = [
-        venv_script("genreflow"), "run", "--data", "synthetic", "--tracks-per-genre", "4", "--models", "baseline",
-        "cnn", "--clip-seconds", "1", "--epochs", "30", "--out", str(tmp_path / "runs"), "--store",
-        str(tmp_path / "store.zarr"), "--cache", str(tmp_path / "cache"),
+        venv_script("genreflow"), "run", "--data", "synthetic", "--tracks-per-genre", "4", "--models", "cnn",
+        "--clip-seconds", "1", "--epochs", "12", "--split", "kfold:3", "--out", str(tmp_path / "runs"), "--store",
+        str(tmp_path / "store.zarr"), "--cache", str(cache),
     ]  # fmt: skip
-    training = lambda: "training 2 cells" in log.read_text(errors="replace")  # noqa: E731
-    with background_process(command, log, ready=training, startup_seconds=240) as run:
+    with background_process(command, log, ready=lambda: second_fold_started(cache), startup_seconds=240) as run:
         signal_group(run, signum)
         sent = time.monotonic()
         while group_members(run.pid) and time.monotonic() - sent < STOPPED_WITHIN_SECONDS:
@@ -49,6 +61,12 @@ def test_a_signal_ends_the_whole_run_and_says_what_was_kept(tmp_path: Path, sign
         assert run.wait(timeout=1) == 128 + signum, log_tail(log)
     stopped = [line for line in log.read_text().splitlines() if line.startswith("genreflow: stopped by")]
     assert stopped == [
-        f"genreflow: stopped by {signum.name}. Extracted tracks are kept in {tmp_path / 'store.zarr'} and finished "
-        f"cells in {tmp_path / 'cache'}; run the same command again to go on from there."
+        f"genreflow: stopped by {signum.name}. Extracted tracks are kept in {tmp_path / 'store.zarr'}, finished cells "
+        f"and the checkpoints of cells in training in {cache}; run the same command again to go on from there."
     ]
+    if signum == signal.SIGTERM:  # once is enough for what follows
+        rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        output = rerun.stdout + rerun.stderr
+        assert "cnn-1s-seed0 fold 0: trained before a restart, kept" in output
+        assert "resumed cnn-1s-seed0 at fold 1, epoch" in output
