@@ -12,7 +12,7 @@ PREFECT_PORT ?= 4200
 TENSORFLOW ?= cpu
 DEPLOY_ARGS ?=
 
-.PHONY: venv demo test lint bench ui deploy worker clean
+.PHONY: venv demo test lint bench ui deploy worker clean tensorboard
 
 venv: $(STAMP)
 
@@ -63,3 +63,9 @@ worker: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .prefect
+
+# Every network cell's learning curves (loss, accuracy, learning rate per epoch; HParams) from a cache:
+# `make tensorboard CACHE=s3://bucket/cache` for another one than runs/cache.
+CACHE ?= runs/cache
+tensorboard: $(STAMP)
+	$(BIN)/genreflow cache tensorboard --cache $(CACHE)

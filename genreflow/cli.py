@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Each module exposes `register(subparsers)`, which adds its parser(s) and sets `handler`.
-COMMAND_MODULES = ("extract", "store", "train", "predict", "run", "report")
+COMMAND_MODULES = ("extract", "store", "train", "predict", "run", "report", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

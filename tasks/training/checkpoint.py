@@ -22,8 +22,8 @@ import hashlib
 import io
 import json
 import logging
+import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,11 +198,44 @@ class Checkpoint:
             raise
 
 
-def iter_states(root: str) -> Iterator[tuple[str, str]]:
-    """(key, url) of every checkpoint folder under `root` (a path or URL)."""
-    filesystem, path = fsspec.core.url_to_fs(root.rstrip("/"))
-    if not filesystem.exists(path):
-        return
-    for entry in filesystem.ls(path, detail=False):
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        yield name, f"{root.rstrip('/')}/{name}"
+@dataclass(frozen=True)
+class StaleCheckpoint:
+    """A checkpoint no training will resume, and why."""
+
+    url: str
+    reason: str
+    size_bytes: int
+
+
+def stale_checkpoints(checkpoints_root: str, models_root: str, min_age_hours: float) -> list[StaleCheckpoint]:
+    """The checkpoints under `checkpoints_root` that no cell will resume: those whose model is in place under
+    `models_root` (the cell finished: the run that did so was stopped before it cleaned up), and those not
+    written for `min_age_hours` (a cell in training writes its checkpoint every epoch, so an old one belongs to
+    a run given up, or to a key that another code version, data version or parameter set no longer asks
+    for; were it asked for again, its cell would only start over)."""
+    filesystem, root = fsspec.core.url_to_fs(checkpoints_root.rstrip("/"))
+    if not filesystem.exists(root):
+        return []
+    models = fsspec.core.url_to_fs(models_root.rstrip("/"))[1]
+    oldest = time.time() - 3600 * min_age_hours
+    stale = []
+    for entry in sorted(filesystem.ls(root, detail=False)):
+        key = entry.rstrip("/").rsplit("/", 1)[-1]
+        files = filesystem.find(entry, detail=True)
+        size = sum(int(info.get("size") or 0) for info in files.values())
+        newest = max((_modified(filesystem, path) for path in files), default=0.0)
+        url = f"{checkpoints_root.rstrip('/')}/{key}"
+        if filesystem.exists(f"{models}/{key}/cell.json"):
+            stale.append(StaleCheckpoint(url, "its cell finished training", size))
+        elif newest < oldest:
+            hours = (time.time() - newest) / 3600 if newest else float("inf")
+            stale.append(StaleCheckpoint(url, f"not written for {hours:.0f} h", size))
+    return stale
+
+
+def _modified(filesystem: Any, path: str) -> float:
+    """When `path` was last written (seconds since the epoch); 0 where the filesystem cannot tell."""
+    try:
+        return filesystem.modified(path).timestamp()
+    except (NotImplementedError, OSError, AttributeError):
+        return 0.0
