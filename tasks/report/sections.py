@@ -403,6 +403,7 @@ def run_section(folder: RunFolder) -> Section:
         ("GPU", ", ".join(machine.get("gpu") or []) or "none visible"),
         ("split", run.get("split")),
         ("extraction", run.get("extraction")),
+        ("learning curves", curves_command(run.get("parameters", {}))),
     ]
     parameters = [(key, value_text(value)) for key, value in run.get("parameters", {}).items()]
     packages = [(name, version) for name, version in environment.get("packages", {}).items()]
@@ -414,6 +415,12 @@ def run_section(folder: RunFolder) -> Section:
             Table(("package", "version"), packages),
         ],
     )
+
+
+def curves_command(parameters: dict[str, Any]) -> str:
+    """How to open the run's learning curves (every network cell's, in its cache) in TensorBoard."""
+    cache = parameters.get("cache")
+    return f"genreflow cache tensorboard --cache {cache}" if cache else "not recorded"
 
 
 def differences_section(folder: RunFolder) -> Section:

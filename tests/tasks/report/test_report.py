@@ -91,6 +91,7 @@ def test_report_names_the_failed_cell_quarantined_file_and_run(built: tuple[Path
     assert run["flow_run_id"] in markdown and run["environment"]["git_commit"] in markdown
     assert run["data"]["data_version"] in markdown and f"Collection {run['data']['collection']}" in markdown
     assert "different data versions" not in markdown and "left out of that cell" not in markdown
+    assert f"| learning curves | genreflow cache tensorboard --cache {run['parameters']['cache']} |" in markdown
 
 
 def test_report_warns_when_cells_learned_from_other_data_and_lists_tracks_left_out(tmp_path: Path) -> None:
