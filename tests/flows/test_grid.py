@@ -103,6 +103,18 @@ def flow_run_messages(state: Any) -> list[str]:
         return [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=flow_run))]
 
 
+def progress_of(key: str) -> float:
+    """The latest value of the progress artifact `key`."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    with get_client(sync_client=True) as client:
+        (latest,) = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
+        )
+    return float(latest.data)
+
+
 def trained_weights(model_dir: Path) -> list[Any]:
     import keras
 
@@ -136,9 +148,9 @@ def test_a_worker_killed_mid_cell_is_replaced_and_the_cell_resumes_from_its_last
 
     assert killed and 2 <= killed[0] < 6, f"no worker was killed mid-cell: nothing was tested ({killed})"
     messages = flow_run_messages(first)
-    assert f"resumed cnn-1s-seed0 at fold 0, epoch {killed[0] + 1} of 6" in messages, [
-        m for m in messages if "epoch" in m or "train" in m
-    ]
+    assert f"resumed cnn-1s-seed0 at fold 0, epoch {killed[0] + 1} of 6" in messages
+    assert [m for m in messages if m.startswith("epoch ")][-1].startswith("epoch 6 of 6: {'accuracy'")
+    assert progress_of("training-progress-cnn-1s-seed0") == 100.0, [m for m in messages if "epoch" in m or "train" in m]
     assert task_runs_left_running() == []
     assert [cell["status"] for cell in first.result()["cells"]] == ["trained"]
     assert [cell["status"] for cell in second["cells"]] == ["reused"]
