@@ -47,7 +47,7 @@ def test_a_signal_ends_the_whole_run_and_the_same_command_resumes_it(tmp_path: P
     log, cache = tmp_path / "run.log", tmp_path / "cache"
     command = [
         venv_script("genreflow"), "run", "--data", "synthetic", "--tracks-per-genre", "4", "--models", "cnn",
-        "--clip-seconds", "1", "--epochs", "12", "--split", "kfold:3", "--out", str(tmp_path / "runs"), "--store",
+        "--clip-seconds", "1", "--epochs", "8", "--split", "kfold:3", "--out", str(tmp_path / "runs"), "--store",
         str(tmp_path / "store.zarr"), "--cache", str(cache),
     ]  # fmt: skip
     with background_process(command, log, ready=lambda: second_fold_started(cache), startup_seconds=240) as run:
@@ -69,4 +69,5 @@ def test_a_signal_ends_the_whole_run_and_the_same_command_resumes_it(tmp_path: P
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         output = rerun.stdout + rerun.stderr
         assert "cnn-1s-seed0 fold 0: trained before a restart, kept" in output
-        assert "resumed cnn-1s-seed0 at fold 1, epoch" in output
+        # the fold running at the signal resumes, unless it finished during the run's seconds of grace
+        assert "resumed cnn-1s-seed0 at fold 1" in output or "cnn-1s-seed0 fold 1: trained before a restart" in output
