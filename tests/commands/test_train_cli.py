@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,22 +61,6 @@ def test_train_refuses_bad_options_with_a_clear_error(
         main(["train", "--store", collection[1], "--clip", "1", "--out", str(tmp_path), *options]) == 1
     )  # the last --clip counts
     assert message in capsys.readouterr().err
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 400 KiB filesystem (tmpfs): too small for a CNN's model file. Mounting needs root."""
-    import subprocess
-
-    mountpoint = tmp_path / "small"
-    mountpoint.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mountpoint)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
 
 
 def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_nothing_of_the_model(

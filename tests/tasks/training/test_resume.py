@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from genreflow.core import TrainingSettings
-from genreflow.tasks.training.checkpoint import STATE_FILE, Checkpoint, CheckpointError, decode_state
+from genreflow.tasks.training.checkpoint import STATE_FILE, Checkpoint, CheckpointError, TrainingState, decode_state
 from genreflow.tasks.training.progress import EpochProgress, Tracking
 from genreflow.tasks.training.train import TrainingData, fold_dir, train_cell
 from tests.support.events import event_steps
@@ -150,3 +150,14 @@ def test_checkpoint_and_curves_on_s3_resume_like_local_ones(
     assert any(path.endswith(f"checkpoint/{STATE_FILE}") for path in stored)
     assert any("/curves/fold-1/validation/events.out.tfevents" in path for path in stored)
     assert not any(".partial-" in path for path in stored)
+
+
+def test_a_checkpoint_that_does_not_fit_on_the_disk_leaves_the_previous_one_whole(small_disk: Path) -> None:
+    checkpoint = Checkpoint(str(small_disk / "checkpoint"), KEY)
+    history = {"loss": [1.0]}
+    checkpoint.save_state(TrainingState(0, 1, False, history, model=[np.zeros(1000, np.float32)]))
+    too_big = np.random.default_rng(0).normal(size=100_000)  # 800 KB on a 400 KiB filesystem
+    with pytest.raises(OSError):
+        checkpoint.save_state(TrainingState(0, 2, False, history, model=[too_big]))
+    assert checkpoint.load_state(0).epochs_done == 1
+    assert [path.name for path in (small_disk / "checkpoint").iterdir()] == [STATE_FILE]
