@@ -33,10 +33,12 @@ from genreflow.models.persistence import Classifier
 from genreflow.storage.zarr_io import as_stored
 from genreflow.tasks.collection.scan import AUDIO_EXTENSIONS, content_key, list_collection
 from genreflow.tasks.collection.sources import SourceError, read_source
-from genreflow.tasks.evaluation.scoring import predict_clips
+from genreflow.tasks.evaluation.scoring import mean_per_track, predict_clips
 from genreflow.tasks.features.audio import AudioError, decode_audio
 from genreflow.tasks.features.clips import cut_clips, evaluation_starts
 from genreflow.tasks.features.compute import compute_features
+
+CHUNK_FILES = 64  # files read, then predicted, together: a few full batches of clips, a few MB of log-mels
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,18 @@ class Ensemble:
                 seen.update(track.key for track in cell.tracks_by_id([*fold["train"], *fold["valid"]]))
             return cls(cell, [load_member(folder, cell) for folder in folds], frozenset(seen))
 
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """(genres,): the track-level softmax of a log-mel (frames, mels) as the store holds it."""
-        starts = evaluation_starts(features.shape[0], self.cell.clip_frames)
+    def probabilities(self, features: Sequence[np.ndarray]) -> np.ndarray:
+        """(files, genres): the track-level softmax of each log-mel (frames, mels) as the store holds it. The
+        clips of every file go through each model together, in full batches: a file's few clips padded to a
+        batch of their own would cost a batch per file."""
+        frames = self.cell.clip_frames
+        starts = [evaluation_starts(one.shape[0], frames) for one in features]
+        counts = np.array([len(file_starts) for file_starts in starts])
         per_member = []
         for model, normaliser in self.members:
-            clips = cut_clips(normaliser.apply(features), starts, self.cell.clip_frames)
-            per_member.append(predict_clips(model, clips, self.cell.settings.batch_size).mean(axis=0))
+            normalised = [normaliser.apply(one) for one in features]
+            clips = np.concatenate([cut_clips(one, at, frames) for one, at in zip(normalised, starts, strict=True)])
+            per_member.append(mean_per_track(predict_clips(model, clips, self.cell.settings.batch_size), counts))
         return np.mean(per_member, axis=0)
 
 
@@ -82,14 +89,10 @@ def predict_paths(model_dir: str | Path, paths: Sequence[str | os.PathLike[str]]
     ensemble = Ensemble.load(model_dir)
     inputs, errors = collect_inputs(paths)
     predictions = []
-    for item in inputs:
-        try:
-            key, features = file_features(item.path, ensemble.cell.feature_config, ensemble.cell.clip_seconds)
-        except (AudioError, SourceError) as error:
-            errors.append({"path": item.path, "error": error.reason})
-            continue
-        row = _prediction(item, ensemble.probabilities(features), ensemble.cell.genres)
-        predictions.append({**row, "learned_from": key in ensemble.learned_from})
+    for start in range(0, len(inputs), CHUNK_FILES):
+        chunk = inputs[start : start + CHUNK_FILES]
+        for row in predicted_rows(ensemble, chunk, [features_or_error(item.path, ensemble.cell) for item in chunk]):
+            (errors if "error" in row else predictions).append(row)
     return {
         "model_dir": str(model_dir) if is_remote(model_dir) else str(Path(model_dir).resolve()),
         "model": ensemble.cell.model,
@@ -100,6 +103,23 @@ def predict_paths(model_dir: str | Path, paths: Sequence[str | os.PathLike[str]]
         "learned_from": sum(row["learned_from"] for row in predictions),
         **_accuracy(predictions, ensemble.cell.genres),
     }
+
+
+def predicted_rows(
+    ensemble: Ensemble, inputs: Sequence[AudioInput], read: Sequence[tuple[str, np.ndarray] | str]
+) -> list[dict[str, Any]]:
+    """A row per input, in order: its prediction (genre, probabilities, whether the model learned from it), or
+    `{"path", "error"}` where `read` (its `features_or_error`) holds why it could not be read."""
+    decoded = [(item, outcome) for item, outcome in zip(inputs, read, strict=True) if not isinstance(outcome, str)]
+    probabilities = iter(ensemble.probabilities([features for _, (_, features) in decoded]) if decoded else [])
+    rows = []
+    for item, outcome in zip(inputs, read, strict=True):
+        if isinstance(outcome, str):
+            rows.append({"path": item.path, "error": outcome})
+            continue
+        row = _prediction(item, next(probabilities), ensemble.cell.genres)
+        rows.append({**row, "key": outcome[0], "learned_from": outcome[0] in ensemble.learned_from})
+    return rows
 
 
 def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[AudioInput], list[dict[str, str]]]:
@@ -118,6 +138,14 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[AudioI
         else:
             errors.append({"path": str(path), "error": "no such file or folder"})
     return inputs, errors
+
+
+def features_or_error(path: str, cell: CellInfo) -> tuple[str, np.ndarray] | str:
+    """`file_features` for a cell's model, or why the file cannot be predicted."""
+    try:
+        return file_features(path, cell.feature_config, cell.clip_seconds)
+    except (AudioError, SourceError) as error:
+        return error.reason
 
 
 def file_features(path: str, config: FeatureConfig, clip_seconds: float) -> tuple[str, np.ndarray]:

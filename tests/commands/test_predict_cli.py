@@ -39,7 +39,7 @@ def test_predict_json_reports_bad_files_and_exits_1(
     captured = capsys.readouterr()
     output = json.loads(captured.out)
     assert [row["path"] for row in output["predictions"]] == [str(good)]
-    assert set(output["predictions"][0]) == {"path", "genre", "probabilities", "learned_from"}
+    assert set(output["predictions"][0]) == {"path", "key", "genre", "probabilities", "learned_from"}
     assert output["errors"][0]["path"] == str(tmp_path / "broken.wav")
     assert f"genreflow: error: {tmp_path / 'broken.wav'}: " in captured.err
 

@@ -92,7 +92,8 @@ def test_a_kfold_model_predicts_with_the_mean_of_its_folds(
         model, normaliser = load_member(fold_dir(model_dir, index), CellInfo.load(model_dir))
         clips = normaliser.apply(features)[: 2 * 43].reshape(2, 43, 128)  # a 2 s track holds two 1 s clips
         per_fold.append(model.predict_on_batch(clips).mean(axis=0))
-    np.testing.assert_allclose(Ensemble.load(model_dir).probabilities(features), np.mean(per_fold, axis=0), rtol=1e-6)
+    (probabilities,) = Ensemble.load(model_dir).probabilities([features])
+    np.testing.assert_allclose(probabilities, np.mean(per_fold, axis=0), rtol=1e-6)
 
 
 def test_bad_files_get_their_own_error_and_the_others_are_still_predicted(
@@ -117,3 +118,17 @@ def test_a_folder_without_audio_is_an_error_entry(baseline_dir: Path, tmp_path: 
     (tmp_path / "readme.txt").write_text("nothing to hear")
     output = predict_paths(baseline_dir, [tmp_path])
     assert output["predictions"] == [] and "no audio files" in output["errors"][0]["error"]
+
+
+def test_the_clips_of_many_files_share_full_batches(collection: tuple[Path, TrainingData], baseline_dir: Path) -> None:
+    # A file's two clips padded to a batch of their own would make the model's work grow with the files, not
+    # the clips: 300 files of 2 clips are 19 batches of 32, not 300.
+    root, _ = collection
+    _, features = file_features(str(root / "dance" / "dance.00000.wav"), CONFIG, 1.0)
+    ensemble = Ensemble.load(baseline_dir)
+    (model, _), calls = ensemble.members[0], []
+    original = model.predict_on_batch
+    model.predict_on_batch = lambda clips: calls.append(len(clips)) or original(clips)
+    probabilities = ensemble.probabilities([features] * 300)
+    assert calls == [32] * 19
+    np.testing.assert_allclose(probabilities, np.repeat(probabilities[:1], 300, axis=0), rtol=1e-6)
