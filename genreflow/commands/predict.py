@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from genreflow.commands import fail
@@ -25,11 +26,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--model-dir", required=True, help="a model directory (from `genreflow train` or the flow)")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
+    predict.add_argument(
+        "--out", metavar="TABLE.csv",
+        help="write one row per file to this CSV instead of printing (a library of any size: files are read on "
+        "Dask workers, and the same command again predicts only the files the table lacks)",
+    )  # fmt: skip
+    predict.add_argument("--dask-address", help="with --out: an existing Dask scheduler (none: a local cluster)")
+    predict.add_argument("--workers", type=int, help="with --out: local cluster workers (default: one per core)")
     predict.set_defaults(handler=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Predict every file; per-file errors go to stderr (or into the JSON) and make the exit status 1."""
+    """Predict every file; per-file errors go to stderr (or into the JSON or table) and make the exit status 1."""
+    if args.out:
+        return predict_into_table(args)
     from genreflow.tasks.evaluation.predict import predict_paths
 
     try:
@@ -62,3 +72,24 @@ def _describe_predictions(output: dict[str, Any]) -> str:
             "an accuracy over them measures memory, not generalisation"
         )
     return "\n".join(lines)
+
+
+def predict_into_table(args: argparse.Namespace) -> int:
+    """`--out`: the table written on a Dask cluster, with a progress line per chunk and a closing summary."""
+    from genreflow.tasks.cluster import dask_client
+    from genreflow.tasks.evaluation.prediction_table import TableError, predict_to_table
+
+    def show(done: int, total: int) -> None:
+        print(f"\rpredicted {done} of {total} files", end="", file=sys.stderr, flush=True)
+
+    try:
+        with dask_client(args.dask_address, args.workers) as client:
+            outcome = predict_to_table(args.model_dir, args.paths, Path(args.out), client, show)
+    except (FileNotFoundError, ValueError, TableError) as error:
+        return fail(str(error))
+    print(
+        f"\n{outcome.table}: {outcome.added} files added ({outcome.errors} could not be predicted, see its error "
+        f"column), {outcome.kept} already there",
+        file=sys.stderr,
+    )
+    return 1 if outcome.errors else 0

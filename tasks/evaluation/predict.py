@@ -91,7 +91,9 @@ def predict_paths(model_dir: str | Path, paths: Sequence[str | os.PathLike[str]]
     predictions = []
     for start in range(0, len(inputs), CHUNK_FILES):
         chunk = inputs[start : start + CHUNK_FILES]
-        for row in predicted_rows(ensemble, chunk, [features_or_error(item.path, ensemble.cell) for item in chunk]):
+        config, clip_seconds = ensemble.cell.feature_config, ensemble.cell.clip_seconds
+        read = [features_or_error(item.path, config, clip_seconds) for item in chunk]
+        for row in predicted_rows(ensemble, chunk, read):
             (errors if "error" in row else predictions).append(row)
     return {
         "model_dir": str(model_dir) if is_remote(model_dir) else str(Path(model_dir).resolve()),
@@ -140,10 +142,10 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[AudioI
     return inputs, errors
 
 
-def features_or_error(path: str, cell: CellInfo) -> tuple[str, np.ndarray] | str:
-    """`file_features` for a cell's model, or why the file cannot be predicted."""
+def features_or_error(path: str, config: FeatureConfig, clip_seconds: float) -> tuple[str, np.ndarray] | str:
+    """`file_features`, or why the file cannot be predicted."""
     try:
-        return file_features(path, cell.feature_config, cell.clip_seconds)
+        return file_features(path, config, clip_seconds)
     except (AudioError, SourceError) as error:
         return error.reason
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from collections.abc import Callable
@@ -79,3 +80,44 @@ def test_a_damaged_model_directory_is_named_with_the_file_and_what_to_do(
     assert error.startswith("genreflow: error: ") and message in error and error.endswith("train the model again")
     named = "fold-0/model.keras" if message == "genres, but cell.json lists" else damaged_file
     assert str(copy / named) in error and "\n" not in error
+
+
+def table_rows(table: Path) -> list[dict[str, str]]:
+    with table.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_predict_into_a_table_on_dask_keeps_finished_rows_and_redoes_only_the_rest(
+    collection: tuple[Path, str], trained_cnn: Path, scheduler: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from genreflow.tasks.evaluation.predict import predict_paths
+
+    root, table, broken = collection[0], tmp_path / "predictions.csv", tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    command = ["predict", "--model-dir", str(trained_cnn), str(root), str(broken), "--out", str(table),
+               "--dask-address", scheduler]  # fmt: skip
+    assert main(command) == 1  # the broken file
+    expected = {row["path"]: row for row in predict_paths(trained_cnn, [root])["predictions"]}
+    rows = table_rows(table)
+    assert sorted(row["path"] for row in rows) == sorted([*expected, str(broken)])
+    for row in rows:
+        if row["path"] == str(broken):
+            assert row["error"] and not row["genre_1"]
+            continue
+        best = max(expected[row["path"]]["probabilities"].items(), key=lambda item: item[1])
+        assert (row["genre_1"], float(row["probability_1"])) == (expected[row["path"]]["genre"], best[1])
+        assert row["true_genre"] == expected[row["path"]]["true"] and row["error"] == ""
+    capsys.readouterr()
+
+    lines = table.read_text().splitlines(keepends=True)
+    table.write_text("".join(lines[:5]) + lines[5][:12])  # stopped after 4 rows, the fifth cut short
+    assert main(command) == 1
+    assert capsys.readouterr().err.strip().endswith(f"{len(rows) - 4} files added (1 could not be predicted, see "
+                                                    "its error column), 4 already there")  # fmt: skip
+    again = table_rows(table)
+    assert sorted(row["path"] for row in again) == sorted(row["path"] for row in rows)
+    assert {row["path"]: row for row in again} == {row["path"]: row for row in rows}
+
+    table.write_text(table.read_text().replace(rows[0]["data_version"], "another-version"))
+    assert main(command) == 1
+    assert "holds predictions of another model" in capsys.readouterr().err
