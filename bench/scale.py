@@ -9,8 +9,9 @@ Per size:
     around them; the child's resident memory sampled every 50 ms gives each stage's peak; the child counts
     its HTTP requests to the Prefect API (per stage and in all), and the API's task runs and artifacts of the run;
   - the split alone (`make_folds`, stratified and kfold:5) on the size's tracks, in this process;
-  - `genreflow store info | verify | compact --dry-run` and `genreflow predict` over the collection's folder,
-    each a process of its own (seconds, and its peak resident memory from wait4).
+  - `genreflow store info | verify | compact --dry-run` and `genreflow predict --out` (a CSV row per file, files
+    read on a local Dask cluster) over the collection's folder, each a process of its own (seconds, and the
+    peak resident memory wait4 reports for it).
 Exponent: the slope of log seconds against log tracks over the sizes. `max_exponent` is taken over the stages
 that last at least `--min-seconds` at the largest size (a stage of milliseconds measures the machine's noise).
 
@@ -88,8 +89,10 @@ class RssSampler:
             time.sleep(self._interval)
 
     def peak(self, start: float, end: float) -> float:
+        """The largest sample within [start, end], or the one nearest it where the span is shorter than a sample."""
         inside = [rss for moment, rss in self.samples if start <= moment <= end]
-        return round(max(inside, default=0.0), 1)
+        nearest = min(self.samples, key=lambda sample: abs(sample[0] - start))[1]
+        return round(max(inside, default=nearest), 1)
 
     def stop(self) -> None:
         self._stop.set()
@@ -208,7 +211,15 @@ def measure_size(audio: Path, size: int, work: Path) -> dict[str, Any]:
         "store_info": [genreflow, "store", "info", store],
         "store_verify": [genreflow, "store", "verify", store],
         "store_compact_dry_run": [genreflow, "store", "compact", store, "--dry-run"],
-        "predict": [genreflow, "predict", "--model-dir", flow["model_dir"], str(collection), "--json"],
+        "predict": [
+            genreflow,
+            "predict",
+            "--model-dir",
+            flow["model_dir"],
+            str(collection),
+            "--out",
+            str(folder / "predictions.csv"),
+        ],  # fmt: skip
     }
     for name, command in commands.items():
         stages[name] = timed_process(command, folder / f"{name}.log")
