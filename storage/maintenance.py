@@ -84,8 +84,10 @@ def verify_feature_set(feature_set: FeatureSet) -> list[Damage]:
     index = feature_set.index()
     feature_id = feature_set.feature_config.identity()
     damage = [Damage("batch", batch.name, batch.reason, feature_id) for batch in index.damaged]
-    for key in sorted(index.complete):
-        reason = feature_set.check([key]).get(key)
+    keys = sorted(index.complete)
+    checked = feature_set.check(keys)  # all at once: `check` reads the store's index each time it is called
+    for key in keys:
+        reason = checked.get(key)
         if reason is None:
             try:
                 feature_set.read(key)
