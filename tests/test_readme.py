@@ -36,7 +36,7 @@ def readme_commands() -> list[list[str]]:
 
 def test_the_marked_block_holds_the_commands_a_user_needs() -> None:
     commands = [words[1] if words[1] != "store" else f"store {words[2]}" for words in readme_commands()]
-    assert commands == ["run", "store info", "store verify", "train", "predict", "report", "store compact"]
+    assert commands == ["run", "store info", "store verify", "train", "predict", "predict", "report", "store compact"]
 
 
 def test_the_readme_commands_run_as_written(prefect_api: str, tmp_path: Path) -> None:
@@ -57,6 +57,7 @@ def test_the_readme_commands_run_as_written(prefect_api: str, tmp_path: Path) ->
             assert noise not in done.stdout + done.stderr, f"{' '.join(words)} printed {noise!r}"
     assert (work / "runs" / "latest" / "report.html").is_file()
     assert (work / "runs" / "cnn-5s" / "cell.json").is_file()
+    assert len((work / "runs" / "predictions.csv").read_text().splitlines()) == 1 + 18  # the header, a row per file
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,20 +76,25 @@ def _describe_predictions(output: dict[str, Any]) -> str:
 
 
 def predict_into_table(args: argparse.Namespace) -> int:
-    """`--out`: the table written on a Dask cluster, with a progress line per chunk and a closing summary."""
+    """`--out`: the table written on a Dask cluster, with a progress bar and a closing summary."""
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the cluster's routine messages stay out
+    from tqdm import tqdm
+
     from genreflow.tasks.cluster import dask_client
     from genreflow.tasks.evaluation.prediction_table import TableError, predict_to_table
 
-    def show(done: int, total: int) -> None:
-        print(f"\rpredicted {done} of {total} files", end="", file=sys.stderr, flush=True)
-
     try:
-        with dask_client(args.dask_address, args.workers) as client:
+        with dask_client(args.dask_address, args.workers) as client, tqdm(unit="file") as bar:
+
+            def show(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
             outcome = predict_to_table(args.model_dir, args.paths, Path(args.out), client, show)
     except (FileNotFoundError, ValueError, TableError) as error:
         return fail(str(error))
     print(
-        f"\n{outcome.table}: {outcome.added} files added ({outcome.errors} could not be predicted, see its error "
+        f"{outcome.table}: {outcome.added} files added ({outcome.errors} could not be predicted, see its error "
         f"column), {outcome.kept} already there",
         file=sys.stderr,
     )
