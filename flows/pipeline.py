@@ -66,12 +66,12 @@ def training_data_task(store: str, feature_config: FeatureConfig, record: Collec
         logger.warning(
             "%d track(s) not extracted (see the extraction's errors): %s", len(usable.missing), usable.missing[:5]
         )
-    durations = {record.key: record.duration_s for record in feature_set.tracks()}
+    seconds = sum(feature_set.track(track.key).duration_s for track in usable.ready)  # the index `usable` read
     description = {
         "store": store,
         "collection": record.root,
         "tracks": len(usable.ready),
-        "audio_hours": round(sum(durations[track.key] for track in usable.ready) / 3600, 4),
+        "audio_hours": round(seconds / 3600, 4),
         "genres": _genre_counts(usable.ready),
         "data_version": data.data_version,
         "feature_id": feature_config.identity(),
