@@ -27,12 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +61,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per synthetic track (default 10)")
     parser.add_argument("--work", default="/tmp/genreflow-scale", help="where collections and stores go")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="shortest stage counted in max_exponent")
-    parser.add_argument("--flow-child", nargs=2, metavar=("COLLECTION", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--s3", nargs="*", type=int, metavar="TRACKS",
+        help="instead: store and cache on a local S3 (moto) at these sizes (default 1000 3000), counting its "
+        "requests by kind per stage (needs the test extra)",
+    )  # fmt: skip
+    parser.add_argument("--flow-child", nargs=3, metavar=("COLLECTION", "FOLDER", "BASE"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -114,15 +123,16 @@ def count_api_requests() -> list[tuple[float, str]]:
     return requests
 
 
-def flow_child(collection: str, folder: str) -> None:
-    """Run the flow once on `collection` into `folder`; print its stages' seconds, peaks and API requests."""
+def flow_child(collection: str, folder: str, base: str) -> None:
+    """Run the flow once on `collection`, its store and cache under `base` (a folder or URL) and its run folder
+    in `folder`; print its stages' seconds, spans, peaks and API requests."""
     from genreflow.flows.pipeline import genreflow_flow
 
     requests, sampler = count_api_requests(), RssSampler()
     started = time.time()
     state = genreflow_flow(
         data=collection, models=["cnn"], clip_seconds=[1.0], seeds=[0], epochs=1, crops_per_track=1,
-        store=f"{folder}/store.zarr", cache=f"{folder}/cache", out=f"{folder}/runs", return_state=True,
+        store=f"{base}/store.zarr", cache=f"{base}/cache", out=f"{folder}/runs", return_state=True,
     )  # fmt: skip
     ended = time.time()
     summary = state.result()
@@ -136,7 +146,8 @@ def flow_child(collection: str, folder: str) -> None:
     for stage, spans in intervals.items():
         start, end = min(span[0] for span in spans), max(span[1] for span in spans)
         calls = sum(1 for moment, _ in requests if start <= moment <= end)
-        stages[stage] = {"seconds": round(end - start, 3), "peak_rss_mb": sampler.peak(start, end), "api_calls": calls}
+        stages[stage] = {"seconds": round(end - start, 3), "peak_rss_mb": sampler.peak(start, end), "api_calls": calls,
+                         "span": [start, end]}  # fmt: skip
     in_tasks = sum(stage["seconds"] for stage in stages.values())
     stages["flow_outside_tasks"] = {
         "seconds": round(ended - started - in_tasks, 3), "peak_rss_mb": sampler.peak(started, ended),
@@ -144,7 +155,7 @@ def flow_child(collection: str, folder: str) -> None:
     }  # fmt: skip
     sampler.stop()
     by_kind = Counter(call for _, call in requests)
-    model_dir = str(Path(summary["cells"][0]["result_path"]).parent)
+    model_dir = summary["cells"][0]["result_path"].rsplit("/", 1)[0]  # a URL where the cache is one
     print(json.dumps({"stages": stages, "api_calls": len(requests), "api_by_kind": by_kind.most_common(12),
                       "task_runs": len(runs), "artifacts": artifacts, "model_dir": model_dir}))  # fmt: skip
 
@@ -175,7 +186,7 @@ def timed_process(command: list[str], log: Path) -> dict[str, float]:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode not in (0, 1):  # store verify exits 1 where it finds damage
+    if process.returncode != 0:  # nothing here is damaged or unreadable: any error is the benchmark's to see
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}); see {log}")
     return {"seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
@@ -191,21 +202,27 @@ def split_seconds(size: int) -> dict[str, float]:
     return {"seconds": round(time.perf_counter() - started, 4), "peak_rss_mb": 0.0}
 
 
-def measure_size(audio: Path, size: int, work: Path) -> dict[str, Any]:
-    folder = work / f"size-{size}"
+def measure_size(audio: Path, size: int, work: Path, s3_log: Path | None = None) -> dict[str, Any]:
+    """Every stage at `size` tracks; with `s3_log` (moto's request log), store and cache in its bucket and the
+    S3 requests of each stage counted."""
+    folder = work / f"{'s3-' if s3_log else ''}size-{size}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    base = f"s3://{S3_BUCKET}/size-{size}" if s3_log else str(folder)
     collection = subset(audio, size, folder / "music")
+    offset = s3_log.stat().st_size if s3_log else 0
     child = subprocess.run(
-        [sys.executable, __file__, "--flow-child", str(collection), str(folder)],
+        [sys.executable, __file__, "--flow-child", str(collection), str(folder), base],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if child.returncode != 0:
         raise RuntimeError(f"the flow at {size} tracks failed:\n{child.stderr[-4000:]}")
     flow = json.loads(child.stdout.strip().splitlines()[-1])
     stages = dict(flow["stages"])
+    if s3_log:
+        attribute_s3_requests(stages, s3_requests(s3_log, offset))
     stages["split"] = split_seconds(size)
-    store = str(folder / "store.zarr")
+    store = f"{base}/store.zarr"
     genreflow = str(VENV_BIN / "genreflow")
     commands = {
         "store_info": [genreflow, "store", "info", store],
@@ -222,10 +239,73 @@ def measure_size(audio: Path, size: int, work: Path) -> dict[str, Any]:
         ],  # fmt: skip
     }
     for name, command in commands.items():
+        offset = s3_log.stat().st_size if s3_log else 0
         stages[name] = timed_process(command, folder / f"{name}.log")
+        if s3_log:
+            stages[name]["s3_requests"] = dict(Counter(kind for _, kind in s3_requests(s3_log, offset)))
     print(f"{size} tracks: " + ", ".join(f"{name} {stage['seconds']:.2f} s" for name, stage in stages.items()),
           flush=True)  # fmt: skip
     return {"stages": stages, **{key: flow[key] for key in ("api_calls", "api_by_kind", "task_runs", "artifacts")}}
+
+
+S3_BUCKET = "genreflow-scale"
+MOTO_LINE = re.compile(r'\[(\d\d/\w{3}/\d{4} \d\d:\d\d:\d\d)\] "(GET|PUT|HEAD|DELETE|POST) (\S+)')
+
+
+def s3_requests(log: Path, offset: int) -> list[tuple[float, str]]:
+    """The requests moto logged after byte `offset` of its log: (second they came in, LIST/GET/PUT/HEAD/...)."""
+    with log.open("rb") as stream:
+        stream.seek(offset)
+        lines = stream.read().decode(errors="replace").splitlines()
+    found = []
+    for line in lines:
+        match = MOTO_LINE.search(line)
+        if match:
+            moment = datetime.strptime(match.group(1), "%d/%b/%Y %H:%M:%S").timestamp()
+            method, target = match.group(2), match.group(3)
+            listing = method == "GET" and ("list-type=" in target or "delimiter=" in target or "prefix=" in target)
+            found.append((moment, "LIST" if listing else method))
+    return found
+
+
+def attribute_s3_requests(stages: dict[str, Any], requests: list[tuple[float, str]]) -> None:
+    """Each flow stage's S3 requests by kind, by the second they came in (moto logs whole seconds, so a request
+    in a second two stages share counts for both); the flow's total under `flow_outside_tasks`."""
+    for stage in stages.values():
+        if "span" in stage:
+            start, end = int(stage["span"][0]), int(stage["span"][1]) + 1
+            stage["s3_requests"] = dict(Counter(kind for moment, kind in requests if start <= moment <= end))
+    stages["flow_outside_tasks"]["s3_requests"] = dict(Counter(kind for _, kind in requests))
+
+
+@contextmanager
+def moto_server(log: Path) -> Iterator[None]:
+    """moto's S3 on a free local port, this process's environment (and so its children's) pointing at it, and
+    an empty bucket."""
+    import socket
+
+    import s3fs
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
+           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    with log.open("wb") as output:
+        server = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        os.environ.update(env)
+        for _ in range(100):
+            try:
+                s3fs.S3FileSystem().mkdir(S3_BUCKET)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def exponent(sizes: list[int], seconds: list[float]) -> float:
@@ -237,6 +317,9 @@ def main() -> None:
     args = parse_arguments()
     if args.flow_child:
         flow_child(*args.flow_child)
+        return
+    if args.s3 is not None:
+        s3_ladder(args)
         return
     from genreflow.tasks.collection.synthetic import GENRES, write_synthetic_collection
 
@@ -266,6 +349,28 @@ def main() -> None:
         "worst_stage": worst,
     }
     print(json.dumps(result))
+
+
+def s3_ladder(args: argparse.Namespace) -> None:
+    """The ladder with store and cache on moto's S3: requests by kind per stage and per track, at each size."""
+    from genreflow.tasks.collection.synthetic import GENRES, write_synthetic_collection
+
+    work, sizes = Path(args.work), sorted(args.s3 or [1000, 3000])
+    folder = work / f"audio-{sizes[-1]}x{args.seconds:g}s"
+    audio = write_synthetic_collection(folder, -(-sizes[-1] // len(GENRES)), seed=0, seconds=args.seconds)
+    log = work / "moto.log"
+    with moto_server(log):
+        measured = {size: measure_size(audio, size, work, log)["stages"] for size in sizes}
+    requests = {
+        name: {str(size): measured[size][name].get("s3_requests", {}) for size in sizes} for name in measured[sizes[-1]]
+    }
+    per_track = {
+        name: {
+            str(size): {kind: round(count / size, 3) for kind, count in by_size[str(size)].items()} for size in sizes
+        }
+        for name, by_size in requests.items()
+    }
+    print(json.dumps({"sizes": sizes, "s3_requests": requests, "per_track": per_track}))
 
 
 if __name__ == "__main__":
