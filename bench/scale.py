@@ -356,8 +356,9 @@ def s3_ladder(args: argparse.Namespace) -> None:
     from genreflow.tasks.collection.synthetic import GENRES, write_synthetic_collection
 
     work, sizes = Path(args.work), sorted(args.s3 or [1000, 3000])
-    folder = work / f"audio-{sizes[-1]}x{args.seconds:g}s"
-    audio = write_synthetic_collection(folder, -(-sizes[-1] // len(GENRES)), seed=0, seconds=args.seconds)
+    largest = max(sizes[-1], *args.sizes)  # the local ladder's collection, written once for both
+    folder = work / f"audio-{largest}x{args.seconds:g}s"
+    audio = write_synthetic_collection(folder, -(-largest // len(GENRES)), seed=0, seconds=args.seconds)
     log = work / "moto.log"
     with moto_server(log):
         measured = {size: measure_size(audio, size, work, log)["stages"] for size in sizes}
