@@ -14,6 +14,7 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 from prefect.states import Failed, State
+from prefect.utilities.annotations import quote
 
 from genreflow.core import FEATURE_SETS, FeatureConfig
 from genreflow.flows.cells import CacheLocation, Cell
@@ -172,7 +173,8 @@ def run_genreflow(**parameters: Any) -> dict[str, Any] | State:
     for name in feature_sets_of(run.models):  # each feature set only if a model of the run needs it
         config = FEATURE_SETS[name]
         extractions[name] = extract_collection(collection, store, config, run.dask_address, run.workers)
-        prepared[name] = training_data_task(store, config, extractions[name].record)
+        # quoted: Prefect would otherwise visit every track of the record, twice, to look for futures in it
+        prepared[name] = training_data_task(store, config, quote(extractions[name].record))
     first = next(iter(prepared))
 
     cells = [Cell(model, seconds, seed) for model in run.models for seconds in run.clip_seconds for seed in run.seeds]
