@@ -83,6 +83,12 @@ def training_data_task(store: str, feature_config: FeatureConfig, record: Collec
     return {"training_data": data, "description": description}
 
 
+def training_data_of(store: str, feature_config: FeatureConfig, record: CollectionRecord) -> dict[str, Any]:
+    """`training_data_task` with the record quoted: Prefect would otherwise visit every track of it, twice,
+    looking for futures (2.6-3.2 s of the task at 10,000 tracks, docs/benchmarks.md "Scale")."""
+    return training_data_task(store, feature_config, quote(record))
+
+
 def _genre_counts(tracks: list) -> dict[str, int]:
     counts: dict[str, int] = {}
     for track in tracks:
@@ -173,8 +179,7 @@ def run_genreflow(**parameters: Any) -> dict[str, Any] | State:
     for name in feature_sets_of(run.models):  # each feature set only if a model of the run needs it
         config = FEATURE_SETS[name]
         extractions[name] = extract_collection(collection, store, config, run.dask_address, run.workers)
-        # quoted: Prefect would otherwise visit every track of the record, twice, to look for futures in it
-        prepared[name] = training_data_task(store, config, quote(extractions[name].record))
+        prepared[name] = training_data_of(store, config, extractions[name].record)
     first = next(iter(prepared))
 
     cells = [Cell(model, seconds, seed) for model in run.models for seconds in run.clip_seconds for seed in run.seeds]
