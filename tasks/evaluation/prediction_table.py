@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import itertools
-import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ from genreflow.tasks.evaluation.predict import (
     features_or_error,
     predicted_rows,
 )
-
-logger = logging.getLogger(__name__)
 
 TOP = 3
 COLUMNS = [
@@ -77,11 +74,11 @@ def predict_to_table(
     added = errors = 0
     with contextlib.closing(_Appender(table)) as writer:
         for row in missing:
-            writer.writerow(_table_row(row, identity, ensemble.cell))
+            writer.writerow(_table_row(row, identity))
             added, errors = added + 1, errors + 1
         for chunk, read in _read_chunks(chunks, ensemble.cell, client):
             for row in predicted_rows(ensemble, chunk, read):
-                writer.writerow(_table_row(row, identity, ensemble.cell))
+                writer.writerow(_table_row(row, identity))
                 errors += "error" in row
             added += len(chunk)
             writer.flush()
@@ -175,7 +172,7 @@ def read_chunk(chunk: list[AudioInput], config: FeatureConfig, clip_seconds: flo
     return [features_or_error(item.path, config, clip_seconds) for item in chunk]
 
 
-def _table_row(row: dict[str, Any], identity: dict[str, str], cell: CellInfo) -> dict[str, Any]:
+def _table_row(row: dict[str, Any], identity: dict[str, str]) -> dict[str, Any]:
     ranked = sorted(row.get("probabilities", {}).items(), key=lambda item: -item[1])[:TOP]
     values: dict[str, Any] = {"path": row["path"], "true_genre": row.get("true", ""), "error": row.get("error", "")}
     for rank, (genre, probability) in enumerate(ranked, start=1):

@@ -171,14 +171,6 @@ class Checkpoint:
                 self._fs.get_file(path, str(local_fold / name))
         return True
 
-    def finished_folds(self) -> list[int]:
-        """The folds this checkpoint holds finished."""
-        if not self._fs.exists(self._root):
-            return []
-        names = (path.rstrip("/").rsplit("/", 1)[-1] for path in self._fs.ls(self._root, detail=False))
-        indices = (int(name.removeprefix("fold-")) for name in names if name.startswith("fold-"))
-        return sorted(index for index in indices if self._fs.exists(f"{self._root}/fold-{index}/{FOLD_DONE_FILE}"))
-
     def clear(self) -> None:
         """Remove the checkpoint (its cell is complete, or will never resume)."""
         if self._fs.exists(self._root):

@@ -53,10 +53,10 @@ class EpochRecorder(keras.callbacks.Callback):
         values["seconds"] = round(time.perf_counter() - self._started, 3)
         for name, value in values.items():
             self.history.setdefault(name, []).append(value)
-        self.tracking.log.info(
+        tracking = self.tracking
+        tracking.log.info(
             "epoch %d of %d: %s", epoch + 1, self.epochs, {name: round(v, 4) for name, v in values.items()}
         )
-        tracking = self.tracking
         if tracking.checkpoint is not None:
             tracking.checkpoint.save_state(self._state(epoch + 1))
         if tracking.curves is not None:
@@ -101,16 +101,14 @@ def resumable_state(model: Any, tracking: FoldTracking, epochs: int) -> Training
 def restore_variables(model: Any, state: TrainingState) -> None:
     """Put a checkpoint's model and optimizer variables into `model` (compiled, its optimizer built), after
     checking that they match one for one: partial weights are never loaded."""
-    for kind, variables, saved in (
-        ("model", model.variables, state.model),
-        ("optimizer", model.optimizer.variables, state.optimizer),
-    ):
+    pairs = {"model": (model.variables, state.model), "optimizer": (model.optimizer.variables, state.optimizer)}
+    for kind, (variables, saved) in pairs.items():
         shapes = [tuple(variable.shape) for variable in variables]
         if shapes != [array.shape for array in saved]:
             raise ValueError(
                 f"the checkpoint's {kind} variables do not match this model's ({len(saved)} against {len(shapes)})"
             )
-    for variables, saved in ((model.variables, state.model), (model.optimizer.variables, state.optimizer)):
+    for variables, saved in pairs.values():
         for variable, array in zip(variables, saved, strict=True):
             variable.assign(array)
 
