@@ -103,6 +103,7 @@ class Setup:
     batches: Callable[[], Iterator[Batch]]
     steps: int
     tracks: int
+    genres: int
 
 
 def set_up(args: argparse.Namespace, scratch: Path) -> Setup:
@@ -122,19 +123,20 @@ def set_up(args: argparse.Namespace, scratch: Path) -> Setup:
     stream = ClipStream(store, clip_frames, normaliser, args.batch_size)
     keras.utils.set_random_seed(0)
     model = build_model(args.model, (clip_frames, store.feature_config.n_mels), len(genre_index))
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
     return Setup(
         model=model,
         stream=stream,
-        batches=epoch_batches(stream, records, genre_index, args.crops_per_track, (0,), args.augment),
+        batches=epoch_batches(stream, records, genre_index, args.crops_per_track, (0,), args.augment, as_targets=True),
         steps=stream.batch_count(training_clip_count(records, clip_frames, args.crops_per_track)),
         tracks=len(records),
+        genres=len(genre_index),
     )
 
 
 def measure(setup: Setup, epochs: int) -> dict[str, float]:
     """Seconds per feed, timed in the order stream, memory, memory, stream so that a drift in load cancels out."""
-    streamed = to_tf_dataset(setup.batches, setup.stream, setup.steps)
+    streamed = to_tf_dataset(setup.batches, setup.stream, setup.steps, setup.genres)
     warm_up(setup.model, streamed, shuffle=False)
     stream_seconds = timed_fit(setup.model, streamed, epochs, shuffle=False)
     peak_streaming = rss_mb()

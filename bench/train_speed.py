@@ -181,7 +181,7 @@ def measure(
         model._jit_compile = True
     rng = np.random.default_rng(0)
     clips = rng.normal(size=(BATCH, frames, FeatureConfig().n_mels)).astype(np.float32)
-    labels = rng.integers(0, GENRES, size=BATCH)
+    labels = np.eye(GENRES, dtype=np.float32)[rng.integers(0, GENRES, size=BATCH)]
     data = tf.data.Dataset.from_tensors((clips, labels)).repeat()
     model.fit(data, steps_per_epoch=1, epochs=1, verbose=0)  # trace
     started = time.perf_counter()

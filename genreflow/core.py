@@ -24,7 +24,7 @@ PRECISIONS = ("auto", "float32", "bfloat16")  # how a model may train (models/pr
 # (overlapping where a track holds fewer clips), so that an epoch is as many optimiser steps at 30 s as at 1 s.
 # Six is what a 5 s epoch took when an epoch was "every clip of every track" (docs/benchmarks.md).
 DEFAULT_CROPS_PER_TRACK = 6
-AUGMENTATIONS = ("none", "specaugment")  # what training does to each crop (tasks/training/augment.py)
+AUGMENTATIONS = ("none", "specaugment", "mixup", "specaugment+mixup")  # per crop (tasks/training/augment.py)
 SCHEDULES = ("constant", "cosine")  # the learning rate over a training: as given, or one epoch's warm-up then cosine
 # The split names tasks/training/splits.py's parse_split accepts; the run form checks a split against it.
 SPLIT_PATTERN = r"^(stratified|paper|fault-filtered|kfold:([2-9]|[1-9][0-9]+))$"
@@ -49,6 +49,8 @@ class TrainingSettings:
     augment: str = "none"
     schedule: str = "constant"
     early_stopping: bool = True  # stop after `patience` epochs without a lower validation loss, keep the best
+    label_smoothing: float = 0.0  # the share of each target spread evenly over the genres
+    weight_decay: float = 0.0  # decoupled (AdamW) when above 0, per step, scaled by the learning rate
 
     def check(self) -> None:
         """Refuse settings that cannot train, naming the setting."""
@@ -57,6 +59,11 @@ class TrainingSettings:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (self.learning_rate > 0 and self.memory_cap_mb > 0):
             raise ValueError(f"learning_rate and memory_cap_mb must be positive, got {self}")
+        if not (0 <= self.label_smoothing < 1 and self.weight_decay >= 0):
+            raise ValueError(
+                f"label_smoothing must be in [0, 1) and weight_decay at least 0, got {self.label_smoothing} and "
+                f"{self.weight_decay}"
+            )
         if self.crops_per_track is not None and self.crops_per_track < 1:
             raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
         for name, allowed in (("precision", PRECISIONS), ("augment", AUGMENTATIONS), ("schedule", SCHEDULES)):

@@ -56,14 +56,15 @@ def test_options_with_named_choices_parse_into_the_training_settings_and_refuse_
 
     parser = argparse.ArgumentParser(exit_on_error=False)
     add_run_options(parser)
-    given = ["--precision", "float32", "--augment", "specaugment", "--crops-per-track", "2", "--batch-size", "8",
-             "--schedule", "cosine", "--early-stopping", "false"]  # fmt: skip
+    given = ["--precision", "float32", "--augment", "specaugment+mixup", "--crops-per-track", "2", "--batch-size",
+             "8", "--schedule", "cosine", "--early-stopping", "false", "--label-smoothing", "0.1", "--weight-decay",
+             "0.01"]  # fmt: skip
     settings = parameters_from(parser.parse_args(given)).training_settings()
     assert settings == TrainingSettings(
-        batch_size=8, crops_per_track=2, precision="float32", augment="specaugment", schedule="cosine",
-        early_stopping=False,
+        batch_size=8, crops_per_track=2, precision="float32", augment="specaugment+mixup", schedule="cosine",
+        early_stopping=False, label_smoothing=0.1, weight_decay=0.01,
     )  # fmt: skip
-    with pytest.raises(argparse.ArgumentError, match="invalid choice: 'mixup'"):
-        parser.parse_args(["--augment", "mixup"])
+    with pytest.raises(argparse.ArgumentError, match="invalid choice: 'cutmix'"):
+        parser.parse_args(["--augment", "cutmix"])
     with pytest.raises(argparse.ArgumentError, match="expected true or false, got 'maybe'"):
         parser.parse_args(["--early-stopping", "maybe"])

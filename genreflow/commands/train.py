@@ -56,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"random crops per training track per epoch, at every clip length (default {DEFAULT_CROPS_PER_TRACK})",
     )
     train.add_argument("--augment", choices=list(AUGMENTATIONS), help="what training does to each crop (default none)")
+    train.add_argument("--label-smoothing", type=float, help="share of each target spread over the genres (default 0)")
+    train.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay (default 0: Adam)")
     train.add_argument(
         "--schedule", choices=list(SCHEDULES), help="the learning rate: constant (default) or cosine (warm-up, decay)"
     )

@@ -262,10 +262,14 @@ def budget_sentence(settings: dict[str, Any]) -> str:
         if settings.get("early_stopping", True)
         else "every epoch run, the last weights kept"
     )
+    decay = settings.get("weight_decay", 0.0)
+    optimiser = f"AdamW (weight decay {decay:g})" if decay else "Adam"
+    smoothing = settings.get("label_smoothing", 0.0)
+    targets = f", targets smoothed by {smoothing:g}" if smoothing else ""
     return (
         f"The networks' training budget: up to {settings.get('epochs')} epochs, each of {per_epoch}, in batches of "
-        f"{settings.get('batch_size')}, Adam at {settings.get('learning_rate')}{schedule}, {stopping}; "
-        f"augmentation: {settings.get('augment', 'none')}."
+        f"{settings.get('batch_size')}, {optimiser} at {settings.get('learning_rate')}{schedule}, {stopping}; "
+        f"augmentation: {settings.get('augment', 'none')}{targets}."
     )
 
 

@@ -36,7 +36,7 @@ from genreflow.models.normalisation import BandNormaliser
 from genreflow.storage.schema import CollectionTrack, DamagedTrackError, StoreError
 from genreflow.storage.store import FeatureSet
 from genreflow.tasks.features.clips import clip_count_of, cut_clips, evaluation_starts
-from genreflow.tasks.training.augment import AUGMENT_STREAM, augmented
+from genreflow.tasks.training.augment import AUGMENT_STREAM, MIXUP_STREAM, augmented, genre_targets
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 READ_THREADS = 2
 PREFETCH_BATCHES = 2
 STD_FLOOR_DB = 1e-2  # a band that never changes (e.g. always at the top_db floor) is only centred
-Batch = tuple[np.ndarray, np.ndarray]  # clips (n, frames, mels) float32, labels (n,) int32
+Batch = tuple[np.ndarray, np.ndarray]  # clips (n, frames, mels) float32, labels (n,) int32 or (n, genres)
 
 
 @dataclass(frozen=True)
@@ -239,9 +239,11 @@ def epoch_batches(
     seed: Sequence[int],
     augment: str = "none",
     first_epoch: int = 0,
+    as_targets: bool = False,
 ) -> Callable[[], Iterator[Batch]]:
     """A callable that yields one epoch of newly drawn crops, augmented as `augment` says, each time it is
-    called (Keras: once per epoch), the first being epoch `first_epoch` (a resumed fold's next)."""
+    called (Keras: once per epoch), the first being epoch `first_epoch` (a resumed fold's next). Labels are
+    genre numbers, or with `as_targets` genre probabilities (what a network trains towards, and mixup blends)."""
     epochs = itertools.count(first_epoch)
 
     def one_epoch() -> Iterator[Batch]:
@@ -249,17 +251,23 @@ def epoch_batches(
         rng = np.random.default_rng([*seed, epoch])
         plan = training_plan(tracks, genre_index, stream.clip_frames, crops_per_track, rng)
         masks = np.random.default_rng([*seed, epoch, AUGMENT_STREAM])
-        return augmented(stream.batches(plan, rng), augment, masks)
+        batches = augmented(stream.batches(plan, rng), augment, masks)
+        if not as_targets:
+            return batches
+        return genre_targets(batches, len(genre_index), augment, np.random.default_rng([*seed, epoch, MIXUP_STREAM]))
 
     return one_epoch
 
 
-def to_tf_dataset(batches: Callable[[], Iterator[Batch]], stream: ClipStream, batch_count: int) -> tf.data.Dataset:
-    """A `tf.data` pipeline over `batches` (called afresh per pass) that reads ahead `PREFETCH_BATCHES`."""
+def to_tf_dataset(
+    batches: Callable[[], Iterator[Batch]], stream: ClipStream, batch_count: int, genres: int
+) -> tf.data.Dataset:
+    """A `tf.data` pipeline over `batches` of genre probabilities (called afresh per pass) that reads ahead
+    `PREFETCH_BATCHES`."""
     tf = import_tensorflow()  # deferred: nothing else in this module needs TensorFlow
     signature = (
         tf.TensorSpec((None, stream.clip_frames, stream.store.feature_config.width), tf.float32),
-        tf.TensorSpec((None,), tf.int32),
+        tf.TensorSpec((None, genres), tf.float32),
     )
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
     return dataset.apply(tf.data.experimental.assert_cardinality(batch_count)).prefetch(PREFETCH_BATCHES)

@@ -47,6 +47,7 @@ from genreflow.models.spec import ModelSpec
 from genreflow.storage.schema import CollectionTrack, StoreError, data_version
 from genreflow.storage.store import FeatureSet, Store
 from genreflow.tasks.features.clips import too_short
+from genreflow.tasks.training.augment import genre_targets
 from genreflow.tasks.training.curves import FoldCurves, hparams_of
 from genreflow.tasks.training.dataset import (
     ClipStream,
@@ -358,15 +359,18 @@ def _fit_keras(
     from genreflow.tasks.training.recorder import EpochRecorder, resumable_state
 
     train_clips = training_clip_count(tracks.train, stream.clip_frames, settings.crops_per_track)
-    steps = stream.batch_count(train_clips)
+    steps, genres = stream.batch_count(train_clips), len(tracks.genre_index)
     valid_plan = evaluation_plan(tracks.valid, tracks.genre_index, stream.clip_frames)
-    compile_for_training(model, learning_rate_of(settings, steps))
+    compile_for_training(model, learning_rate_of(settings, steps), **regularisation_of(settings))
     resumed = resumable_state(model, tracking, settings.epochs)
     done = resumed.epochs_done if resumed else 0
     crops, augment = settings.crops_per_track, settings.augment
-    training = epoch_batches(stream, tracks.train, tracks.genre_index, crops, tracks.seed, augment, first_epoch=done)
-    train_data = to_tf_dataset(training, stream, steps)
-    valid_data = to_tf_dataset(lambda: stream.batches(valid_plan), stream, stream.batch_count(clip_count(valid_plan)))
+    training = epoch_batches(
+        stream, tracks.train, tracks.genre_index, crops, tracks.seed, augment, first_epoch=done, as_targets=True
+    )
+    train_data = to_tf_dataset(training, stream, steps, genres)
+    valid_batches = stream.batch_count(clip_count(valid_plan))
+    valid_data = to_tf_dataset(lambda: genre_targets(stream.batches(valid_plan), genres), stream, valid_batches, genres)
     callbacks = training_callbacks(settings)
     recorder = EpochRecorder(tracking, settings.epochs, _early_stopping(callbacks), resumed)
     if tracking.curves is not None:
@@ -411,9 +415,21 @@ def learning_rate_of(settings: TrainingSettings, steps_per_epoch: int) -> Any:
     )
 
 
-def compile_for_training(model: Any, learning_rate: Any, fused_batch_norm: bool = True) -> None:
-    """Adam on sparse cross-entropy with an accuracy metric, every variable the train step updates made now;
-    `learning_rate` a number or a Keras schedule.
+def regularisation_of(settings: TrainingSettings) -> dict[str, float]:
+    """The settings `compile_for_training` takes besides the learning rate."""
+    return {"label_smoothing": settings.label_smoothing, "weight_decay": settings.weight_decay}
+
+
+def compile_for_training(
+    model: Any,
+    learning_rate: Any,
+    fused_batch_norm: bool = True,
+    label_smoothing: float = 0.0,
+    weight_decay: float = 0.0,
+) -> None:
+    """Adam (AdamW with a `weight_decay`) on the cross-entropy against genre probabilities (one-hot or blended
+    targets, smoothed by `label_smoothing`) with an accuracy metric, every variable the train step updates made
+    now; `learning_rate` a number or a Keras schedule.
 
     Keras makes the optimizer's slots and a metric named by string ("accuracy") inside the train step's first
     trace; a tf.function that creates variables is traced a second time, and tracing is most of a short
@@ -426,8 +442,12 @@ def compile_for_training(model: Any, learning_rate: Any, fused_batch_norm: bool 
     if fused_batch_norm:
         fuse_batch_norms(model)
 
-    accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")  # what "accuracy" resolves to here
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=[accuracy]
+    accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")  # the genre of the largest target
+    optimizer = (
+        keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        if weight_decay
+        else keras.optimizers.Adam(learning_rate)
     )
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
     model.optimizer.build(model.trainable_variables)

@@ -21,7 +21,7 @@ N_MELS = 128
 
 def data(frames: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    return rng.normal(size=(8, frames, N_MELS)).astype(np.float32), rng.integers(0, 3, size=8)
+    return rng.normal(size=(8, frames, N_MELS)).astype(np.float32), np.eye(3)[rng.integers(0, 3, size=8)]
 
 
 def trained(name: str, frames: int, fused: bool, precision: str = "float32") -> tuple[keras.Model, list[float]]:
@@ -44,7 +44,7 @@ def one_training_step(name: str, frames: int, fused: bool) -> tuple[keras.Model,
         fuse_batch_norms(model)
     x, y = data(frames)
     with tf.GradientTape() as tape:
-        loss = keras.losses.sparse_categorical_crossentropy(y, model(x, training=True))
+        loss = keras.losses.categorical_crossentropy(y, model(x, training=True))
         loss = tf.reduce_mean(loss)
     gradients = tape.gradient(loss, model.trainable_weights)
     return model, float(loss), [np.asarray(gradient) for gradient in gradients]

@@ -68,7 +68,7 @@ def test_the_bfloat16_policy_builds_a_model_that_computes_in_bfloat16_and_trains
     assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
     compile_for_training(model, 1e-3)
     x = np.random.default_rng(0).normal(size=(6, 22, 128)).astype(np.float32)
-    history = model.fit(x, np.array([0, 1, 2, 0, 1, 2]), batch_size=3, epochs=1, verbose=0)
+    history = model.fit(x, np.eye(3)[[0, 1, 2, 0, 1, 2]], batch_size=3, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     probabilities = model.predict(x, verbose=0)
     assert probabilities.dtype == np.float32  # the softmax head computes in float32: the rows sum to 1

@@ -360,6 +360,13 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
         "Adam at 0.001 with a cosine schedule, every epoch run, the last weights kept"
         in build_report(run_dir)[0].read_text()
     )
+    regularised = asdict(TrainingSettings(augment="mixup", label_smoothing=0.1, weight_decay=0.01))
+    (run_dir / "results.json").write_text(
+        json.dumps({"cells": [{**cell, "settings": regularised} for cell in fixture_cells()]})
+    )
+    markdown = build_report(run_dir)[0].read_text()
+    assert "AdamW (weight decay 0.01) at 0.001, stopping" in markdown
+    assert "augmentation: mixup, targets smoothed by 0.1." in markdown
 
 
 def test_the_headline_says_when_differences_are_within_noise(built: tuple[Path, str, str], tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from genreflow.storage.schema import CollectionTrack, DamagedTrackError, StoreError
 from genreflow.storage.store import FeatureSet
+from genreflow.tasks.training.augment import genre_targets, mixup
 from genreflow.tasks.training.dataset import (
     BandNormaliser,
     ClipStream,
@@ -161,15 +162,31 @@ def test_specaugment_masks_each_training_clip_from_its_own_generator_and_keeps_t
     assert bands_blanked.max() <= 2 * (128 // 8)
 
 
+def test_mixup_blends_each_clip_and_its_target_alike_from_its_own_generator(store: FeatureSet, records: Tracks) -> None:
+    stream, genres = ClipStream(store, CLIP, identity(), batch_size=64), genre_index(records)
+    plain = next(epoch_batches(stream, records, genres, 2, (0, 0), as_targets=True)())
+    mixed = next(epoch_batches(stream, records, genres, 2, (0, 0), "mixup", as_targets=True)())
+    again = next(epoch_batches(stream, records, genres, 2, (0, 0), "mixup", as_targets=True)())
+    np.testing.assert_array_equal(plain[1], np.eye(3)[plain[1].argmax(axis=1)])  # one-hot without mixup
+    np.testing.assert_array_equal(mixed[0], again[0])  # deterministic
+    np.testing.assert_allclose(mixed[1].sum(axis=1), 1.0, rtol=1e-6)
+    assert ((mixed[1] > 0).sum(axis=1) == 2).any(), "no clip was blended across genres"
+
+    clips = np.arange(3 * 2 * 2, dtype=np.float32).reshape(3, 2, 2)
+    blended, targets = mixup(clips, np.eye(3, dtype=np.float32), np.random.default_rng(1))
+    for clip, target in zip(blended, targets, strict=True):  # a clip is the blend its target says
+        np.testing.assert_allclose(clip, np.tensordot(target, clips, axes=1), rtol=1e-5)
+
+
 def test_the_tf_dataset_feeds_the_same_batches_and_knows_their_number(store: FeatureSet, records: Tracks) -> None:
     stream = ClipStream(store, CLIP, identity(), batch_size=8)
     plan = evaluation_plan(records, genre_index(records), CLIP)
     expected = list(stream.batches(plan))
-    dataset = to_tf_dataset(lambda: stream.batches(plan), stream, len(expected))
+    dataset = to_tf_dataset(lambda: genre_targets(stream.batches(plan), 3), stream, len(expected), 3)
     assert int(dataset.cardinality()) == len(expected)
-    for (clips, labels), (tf_clips, tf_labels) in zip(expected, dataset, strict=True):
+    for (clips, labels), (tf_clips, tf_targets) in zip(expected, dataset, strict=True):
         np.testing.assert_array_equal(tf_clips.numpy(), clips)
-        np.testing.assert_array_equal(tf_labels.numpy(), labels)
+        np.testing.assert_array_equal(tf_targets.numpy(), np.eye(3)[labels])
 
 
 def test_streaming_an_epoch_stays_under_the_memory_cap_of_a_larger_store(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_training_traces_the_train_step_once() -> None:
         return step(data)
 
     model.train_step = counted_step
-    history = model.fit(fixed_clips(), np.array([0, 1, 2, 0, 1, 2]), batch_size=3, epochs=2, verbose=0)
+    history = model.fit(fixed_clips(), np.eye(3)[[0, 1, 2, 0, 1, 2]], batch_size=3, epochs=2, verbose=0)
     assert len(traced) == 1
     assert sorted(history.history) == ["accuracy", "loss"] and len(history.history["accuracy"]) == 2
 
@@ -124,6 +124,8 @@ def test_retraining_into_a_model_directory_replaces_the_earlier_training(
         ({"clip_seconds": 0.01}, "a 0.01 s clip is 0 frame\\(s\\); cnn needs at least 8 \\(0.19 s\\)"),
         ({"model": "crnn", "clip_seconds": 0.3}, "crnn needs at least 16"),
         ({"settings": TrainingSettings(epochs=0)}, "epochs must be at least 1"),
+        ({"settings": TrainingSettings(label_smoothing=1.0)}, "label_smoothing must be in \\[0, 1\\)"),
+        ({"settings": TrainingSettings(weight_decay=-0.1)}, "weight_decay at least 0, got 0.0 and -0.1"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(
@@ -310,3 +312,21 @@ def test_without_early_stopping_every_epoch_runs_and_each_is_logged_as_n_of_all(
     assert len(json.loads((model_dir / "fold-0" / "fold.json").read_text())["history"]["loss"]) == 3
     epochs = [record.getMessage().split(":")[0] for record in caplog.records if record.name.startswith("genreflow")]
     assert [line for line in epochs if line.startswith("epoch")] == ["epoch 1 of 3", "epoch 2 of 3", "epoch 3 of 3"]
+
+
+def test_mixup_label_smoothing_and_weight_decay_train_and_are_recorded(
+    tiny_store: TrainingData, tmp_path: Path
+) -> None:
+    import keras
+
+    model = build_model("cnn", (22, 128), 3)
+    compile_for_training(model, 1e-3, label_smoothing=0.1, weight_decay=0.01)
+    assert isinstance(model.optimizer, keras.optimizers.AdamW) and model.optimizer.weight_decay == 0.01
+    assert model.loss.get_config()["label_smoothing"] == 0.1
+    compile_for_training(model, 1e-3)
+    assert type(model.optimizer) is keras.optimizers.Adam
+    settings = TrainingSettings(epochs=2, augment="specaugment+mixup", label_smoothing=0.1, weight_decay=0.01)
+    model_dir = train_cell(tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / "cell", settings)
+    recorded = CellInfo.load(model_dir).settings
+    assert (recorded.augment, recorded.label_smoothing, recorded.weight_decay) == ("specaugment+mixup", 0.1, 0.01)
+    assert all(np.isfinite(json.loads((model_dir / "fold-0" / "fold.json").read_text())["history"]["loss"]))
