@@ -42,6 +42,11 @@ def spread_text(value: Spread | None) -> str:
     return percent(value.mean) + (f" ± {percent(value.sd)}" if value.sd is not None else "")
 
 
+def values_text(value: Spread | None) -> str:
+    """Each seed's value in percent, '72.9, 82.9'; '—' when absent."""
+    return "—" if value is None else ", ".join(map(percent, value.values))
+
+
 def interval_text(interval: tuple[float, float] | None) -> str:
     return "—" if interval is None else f"[{percent(interval[0])}, {percent(interval[1])}]"
 

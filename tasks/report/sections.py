@@ -9,6 +9,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from genreflow.core import FeatureConfig
 from genreflow.tasks.report import paper
 from genreflow.tasks.report.analysis import Analysis, best_overall, cell_label, display_name, has_history
@@ -23,9 +25,17 @@ from genreflow.tasks.report.document import (
     number_text,
     spread_text,
     value_text,
+    values_text,
 )
 from genreflow.tasks.report.plots import Plot
-from genreflow.tasks.report.statistics import BOOTSTRAP_RESAMPLES, CellResult, CellSummary, mcnemar, paired_correctness
+from genreflow.tasks.report.statistics import (
+    BOOTSTRAP_RESAMPLES,
+    CellResult,
+    CellSummary,
+    McNemar,
+    mcnemar,
+    paired_correctness,
+)
 from genreflow.tasks.run_folder import RUN_FILE, RunFolder
 
 CNN, RNN, BASELINE = "cnn", "rnn", "baseline"  # the paper compares the first two; the third is the floor
@@ -139,6 +149,7 @@ def detail_section(analysis: Analysis) -> Section:
             clip_text(s.clip_seconds),
             ", ".join(map(str, s.seeds)),
             spread_text(s.track_accuracy),
+            values_text(s.track_accuracy),
             interval_text(s.accuracy_interval),
             spread_text(s.track_macro_f1),
             interval_text(s.macro_f1_interval),
@@ -154,6 +165,7 @@ def detail_section(analysis: Analysis) -> Section:
         "clip",
         "seeds",
         "track accuracy",
+        "each seed's",
         "95% CI",
         "track macro-F1",
         "95% CI",
@@ -177,7 +189,8 @@ def significance_section(analysis: Analysis) -> Section:
     blocks: list[Block] = [
         "McNemar's test on the test tracks both models classified, per seed: how many tracks only one of the two "
         f"got right. Exact binomial test when those are few. p < {SIGNIFICANCE} means the difference is unlikely "
-        "to be chance on these tracks."
+        "to be chance on these tracks. With several seeds, a last row pools every seed's tracks (the test across "
+        "seeds and tracks); the seeds test the same tracks, so its pairs are not independent: read its p as a guide."
     ]
     best_cnn = analysis.best.get(CNN)
     for rival in (RNN, BASELINE):
@@ -192,23 +205,17 @@ def comparison_blocks(
     if first is None or second is None:
         absent = CNN if first is None else rival
         return [f"{title}: skipped, this run has no {display_name(absent)} results."]
-    rows = []
-    for seed in sorted(set(first.seeds) & set(second.seeds)):
-        a = analysis.cells[(first.model, first.clip_seconds, seed)]
-        b = analysis.cells[(second.model, second.clip_seconds, seed)]
-        test = mcnemar(*paired_correctness(a, b))
-        verdict = "yes" if test.p_value < SIGNIFICANCE else "no"
-        rows.append(
-            (
-                str(seed),
-                str(test.tracks),
-                str(test.only_first_right),
-                str(test.only_second_right),
-                f"{test.p_value:.3g}",
-                test.method,
-                verdict,
-            )
+    pairs = {
+        seed: paired_correctness(
+            analysis.cells[(first.model, first.clip_seconds, seed)],
+            analysis.cells[(second.model, second.clip_seconds, seed)],
         )
+        for seed in sorted(set(first.seeds) & set(second.seeds))
+    }
+    rows = [mcnemar_row(str(seed), mcnemar(*pair)) for seed, pair in pairs.items()]
+    if len(pairs) > 1:  # every seed's tracks together: the across-seeds test
+        pooled = [np.concatenate(side) for side in zip(*pairs.values(), strict=True)]
+        rows.append(mcnemar_row("all seeds, pooled", mcnemar(*pooled)))
     heading = (
         f"{title}: {cell_label(first)} ({spread_text(first.track_accuracy)} %) against "
         f"{cell_label(second)} ({spread_text(second.track_accuracy)} %)."
@@ -225,6 +232,19 @@ def comparison_blocks(
         f"p < {SIGNIFICANCE}",
     )
     return [heading, Table(headers, rows)]
+
+
+def mcnemar_row(seeds: str, test: McNemar) -> tuple[str, ...]:
+    verdict = "yes" if test.p_value < SIGNIFICANCE else "no"
+    return (
+        seeds,
+        str(test.tracks),
+        str(test.only_first_right),
+        str(test.only_second_right),
+        f"{test.p_value:.3g}",
+        test.method,
+        verdict,
+    )
 
 
 def best_model_section(analysis: Analysis, plots: dict[str, Plot]) -> Section:

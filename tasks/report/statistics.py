@@ -101,11 +101,12 @@ def _prediction(entry: dict[str, Any], genres: list[str], where: str) -> Predict
 
 @dataclass(frozen=True)
 class Spread:
-    """Mean and sample standard deviation over seeds (no deviation from a single seed)."""
+    """Mean and sample standard deviation over seeds (no deviation from a single seed), and each seed's value."""
 
     mean: float
     sd: float | None
     n: int
+    values: tuple[float, ...]
 
 
 def spread(values: Sequence[float | None]) -> Spread | None:
@@ -114,7 +115,7 @@ def spread(values: Sequence[float | None]) -> Spread | None:
     if not present:
         return None
     deviation = statistics.stdev(present) if len(present) > 1 else None
-    return Spread(statistics.fmean(present), deviation, len(present))
+    return Spread(statistics.fmean(present), deviation, len(present), tuple(present))
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,18 @@ def test_headline_numbers_are_the_mean_and_spread_over_seeds(built: tuple[Path, 
         if (cell["model"], cell["clip_seconds"]) == ("cnn", 15.0)
     ]
     expected = f"{100 * statistics.fmean(accuracies):.1f} ± {100 * statistics.stdev(accuracies):.1f}"
-    assert f"| cnn | 15 s | 0, 1 | {expected} |" in built[1]
+    each = ", ".join(f"{100 * accuracy:.1f}" for accuracy in accuracies)  # the fixture lists seed 0 first
+    assert f"| cnn | 15 s | 0, 1 | {expected} | {each} |" in built[1]
+
+
+def test_the_paired_test_runs_per_seed_and_across_seeds_and_tracks(built: tuple[Path, str, str]) -> None:
+    block = built[1].split("Best CNN vs best RNN:")[1].split("Best CNN vs best")[0]
+    rows = {cells[0]: cells[1:] for line in block.splitlines() if line.startswith("| ") and "---" not in line
+            for cells in [[cell.strip() for cell in line.strip("|").split("|")]]}  # fmt: skip
+    per_seed = [rows["0"], rows["1"]]
+    pooled = rows["all seeds, pooled"]
+    for column in range(3):  # shared tracks, only the first right, only the second right: summed over seeds
+        assert int(pooled[column]) == sum(int(row[column]) for row in per_seed)
 
 
 def test_report_names_the_failed_cell_quarantined_file_and_run(built: tuple[Path, str, str]) -> None:
