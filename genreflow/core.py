@@ -49,6 +49,9 @@ class TrainingSettings:
     augment: str = "none"
     schedule: str = "constant"
     early_stopping: bool = True  # stop after `patience` epochs without a lower validation loss, keep the best
+    # Hold each fold's validation tracks out of a network's training (to choose its epoch, and draw its validation
+    # curve); without early stopping nothing is chosen, and False trains on them too, as the array models do.
+    hold_out_validation: bool = True
     label_smoothing: float = 0.0  # the share of each target spread evenly over the genres
     weight_decay: float = 0.0  # decoupled (AdamW) when above 0, per step, scaled by the learning rate
 
@@ -64,6 +67,8 @@ class TrainingSettings:
                 f"label_smoothing must be in [0, 1) and weight_decay at least 0, got {self.label_smoothing} and "
                 f"{self.weight_decay}"
             )
+        if self.early_stopping and not self.hold_out_validation:
+            raise ValueError("early stopping needs the validation tracks held out: switch it off to train on them")
         if self.crops_per_track is not None and self.crops_per_track < 1:
             raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
         for name, allowed in (("precision", PRECISIONS), ("augment", AUGMENTATIONS), ("schedule", SCHEDULES)):

@@ -79,6 +79,8 @@ class RunParameters(BaseModel):
     early_stopping: bool = Field(True, description="Stop a network once its validation loss has not fallen for "
                                  f"{DEFAULT_PATIENCE} epochs and keep its best epoch (false: run every epoch, keep the "
                                  "last).")  # fmt: skip
+    hold_out_validation: bool = Field(True, description="Hold each fold's validation tracks out of a network's "
+                                      "training (false, with early stopping off: train on them too).")  # fmt: skip
     store: str = Field("runs/store.zarr", description="The Zarr store: a local path or an fsspec URL.")
     cache: str = Field("runs/cache", description="Persisted task results and trained models: a local path or an "
                        "fsspec URL.")  # fmt: skip

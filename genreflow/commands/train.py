@@ -65,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-early-stopping", dest="early_stopping", action="store_const", const=False,
         help="run every epoch and keep the last weights (default: stop on the validation loss, keep the best)",
     )  # fmt: skip
+    train.add_argument(
+        "--train-on-validation", dest="hold_out_validation", action="store_const", const=False,
+        help="with --no-early-stopping: train on each fold's validation tracks too (default: hold them out)",
+    )  # fmt: skip
     train.add_argument("--threads", type=int, help="TensorFlow threads (default: TensorFlow's choice, every core)")
     train.add_argument(
         "--precision", choices=list(PRECISIONS),

@@ -117,11 +117,10 @@ def confusion_of(analysis: Analysis, summary: CellSummary) -> list[list[int]] | 
 
 def histories_of(analysis: Analysis, summary: CellSummary) -> list[dict[str, list[float]]]:
     runs = [analysis.cells[(summary.model, summary.clip_seconds, seed)].history for seed in summary.seeds]
-    return [run for run in runs if run.get("accuracy") and run.get("val_accuracy")]
+    return [run for run in runs if run.get("accuracy")]
 
 
 def has_history(analysis: Analysis, summary: CellSummary) -> bool:
     return any(
-        analysis.cells[(summary.model, summary.clip_seconds, seed)].history.get("val_accuracy")
-        for seed in summary.seeds
+        analysis.cells[(summary.model, summary.clip_seconds, seed)].history.get("accuracy") for seed in summary.seeds
     )

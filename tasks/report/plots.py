@@ -122,7 +122,8 @@ def confusion_figure(confusion: Sequence[Sequence[int]], genres: Sequence[str], 
 
 
 def training_curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequence[float]]]]) -> Figure:
-    """Per model, train (solid) and validation (dashed) accuracy per epoch, one line pair per seed."""
+    """Per model, train (solid) and validation (dashed, where tracks were held out) accuracy per epoch, one line
+    pair per seed."""
     figure = Figure(figsize=(3.2 * len(histories) + 1, 3.6), dpi=DPI, layout="constrained")
     panels = figure.subplots(1, len(histories), squeeze=False, sharey=True)[0]
     for axes, (label, runs) in zip(panels, histories.items(), strict=True):
@@ -130,13 +131,14 @@ def training_curves_figure(histories: Mapping[str, Sequence[Mapping[str, Sequenc
             colour = f"C{seed_index}"
             epochs = range(1, len(history["accuracy"]) + 1)
             axes.plot(epochs, history["accuracy"], color=colour, label="train" if seed_index == 0 else None)
-            axes.plot(
-                epochs,
-                history["val_accuracy"],
-                color=colour,
-                linestyle="--",
-                label="validation" if seed_index == 0 else None,
-            )
+            if history.get("val_accuracy"):
+                axes.plot(
+                    epochs,
+                    history["val_accuracy"],
+                    color=colour,
+                    linestyle="--",
+                    label="validation" if seed_index == 0 else None,
+                )
         axes.set_title(label, fontsize="medium")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("epoch")

@@ -281,6 +281,7 @@ def budget_sentence(settings: dict[str, Any]) -> str:
         f"stopping after {settings.get('patience')} epochs without a lower validation loss"
         if settings.get("early_stopping", True)
         else "every epoch run, the last weights kept"
+        + ("" if settings.get("hold_out_validation", True) else ", the validation tracks trained on too")
     )
     decay = settings.get("weight_decay", 0.0)
     optimiser = f"AdamW (weight decay {decay:g})" if decay else "Adam"

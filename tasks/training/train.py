@@ -352,25 +352,25 @@ def _fit(
 def _fit_keras(
     model: Any, stream: ClipStream, tracks: FoldTracks, settings: TrainingSettings, tracking: FoldTracking
 ) -> tuple[dict[str, list[float]], float]:
-    """Adam on sparse cross-entropy at the settings' learning rate and schedule; with early stopping, training
-    ends once the validation loss has not fallen for `patience` epochs and keeps the best epoch's weights,
-    without it, every epoch runs and the last weights are kept. A fold the checkpoint holds half-trained
-    continues after its last saved epoch (`recorder`)."""
+    """Adam (or AdamW) on cross-entropy at the settings' learning rate and schedule; with early stopping,
+    training ends once the validation loss has not fallen for `patience` epochs and keeps the best epoch's
+    weights, without it, every epoch runs and the last weights are kept (trained on the validation tracks too
+    unless they are held out). A fold the checkpoint holds half-trained continues after its last saved epoch
+    (`recorder`)."""
     from genreflow.tasks.training.recorder import EpochRecorder, resumable_state
 
-    train_clips = training_clip_count(tracks.train, stream.clip_frames, settings.crops_per_track)
+    learning = tracks.train if settings.hold_out_validation else [*tracks.train, *tracks.valid]
+    train_clips = training_clip_count(learning, stream.clip_frames, settings.crops_per_track)
     steps, genres = stream.batch_count(train_clips), len(tracks.genre_index)
-    valid_plan = evaluation_plan(tracks.valid, tracks.genre_index, stream.clip_frames)
     compile_for_training(model, learning_rate_of(settings, steps), **regularisation_of(settings))
     resumed = resumable_state(model, tracking, settings.epochs)
     done = resumed.epochs_done if resumed else 0
     crops, augment = settings.crops_per_track, settings.augment
     training = epoch_batches(
-        stream, tracks.train, tracks.genre_index, crops, tracks.seed, augment, first_epoch=done, as_targets=True
+        stream, learning, tracks.genre_index, crops, tracks.seed, augment, first_epoch=done, as_targets=True
     )
     train_data = to_tf_dataset(training, stream, steps, genres)
-    valid_batches = stream.batch_count(clip_count(valid_plan))
-    valid_data = to_tf_dataset(lambda: genre_targets(stream.batches(valid_plan), genres), stream, valid_batches, genres)
+    valid_data = validation_dataset(stream, tracks) if settings.hold_out_validation else None
     callbacks = training_callbacks(settings)
     recorder = EpochRecorder(tracking, settings.epochs, _early_stopping(callbacks), resumed)
     if tracking.curves is not None:
@@ -382,6 +382,15 @@ def _fit_keras(
     )  # fmt: skip
     history = {name: recorder.history.get(name, []) for name in (*HISTORY_KEYS, *EXTRA_HISTORY_KEYS)}
     return history, sum(history["seconds"][:done])
+
+
+def validation_dataset(stream: ClipStream, tracks: FoldTracks) -> Any:
+    """Every clip of the fold's validation tracks, as genre probabilities."""
+    plan = evaluation_plan(tracks.valid, tracks.genre_index, stream.clip_frames)
+    genres = len(tracks.genre_index)
+    return to_tf_dataset(
+        lambda: genre_targets(stream.batches(plan), genres), stream, stream.batch_count(clip_count(plan)), genres
+    )
 
 
 def _early_stopping(callbacks: list[Any]) -> Any | None:

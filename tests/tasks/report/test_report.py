@@ -378,6 +378,15 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
     markdown = build_report(run_dir)[0].read_text()
     assert "AdamW (weight decay 0.01) at 0.001, stopping" in markdown
     assert "augmentation: mixup, targets smoothed by 0.1." in markdown
+    unvalidated = asdict(TrainingSettings(early_stopping=False, hold_out_validation=False))
+    cells = [
+        {**cell, "settings": unvalidated, "history": {**cell["history"], "val_accuracy": [], "val_loss": []}}
+        for cell in fixture_cells()
+    ]
+    (run_dir / "results.json").write_text(json.dumps({"cells": cells}))
+    markdown = build_report(run_dir)[0].read_text()
+    assert "every epoch run, the last weights kept, the validation tracks trained on too; augmentation" in markdown
+    assert "(plots/training_curves.png)" in markdown  # the training curves, without validation ones
 
 
 def test_the_headline_says_when_differences_are_within_noise(built: tuple[Path, str, str], tmp_path: Path) -> None:

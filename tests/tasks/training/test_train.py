@@ -126,6 +126,7 @@ def test_retraining_into_a_model_directory_replaces_the_earlier_training(
         ({"settings": TrainingSettings(epochs=0)}, "epochs must be at least 1"),
         ({"settings": TrainingSettings(label_smoothing=1.0)}, "label_smoothing must be in \\[0, 1\\)"),
         ({"settings": TrainingSettings(weight_decay=-0.1)}, "weight_decay at least 0, got 0.0 and -0.1"),
+        ({"settings": TrainingSettings(hold_out_validation=False)}, "early stopping needs the validation tracks"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(
@@ -330,3 +331,24 @@ def test_mixup_label_smoothing_and_weight_decay_train_and_are_recorded(
     recorded = CellInfo.load(model_dir).settings
     assert (recorded.augment, recorded.label_smoothing, recorded.weight_decay) == ("specaugment+mixup", 0.1, 0.01)
     assert all(np.isfinite(json.loads((model_dir / "fold-0" / "fold.json").read_text())["history"]["loss"]))
+
+
+def test_without_early_stopping_a_network_may_train_on_the_validation_tracks_too(
+    tiny_store: TrainingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import genreflow.tasks.training.train as train_module
+
+    trained_on: list[set[str]] = []
+    original = train_module.epoch_batches
+
+    def spy(stream: object, tracks: list, *args: object, **kwargs: object) -> object:
+        trained_on.append({track.track_id for track in tracks})
+        return original(stream, tracks, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "epoch_batches", spy)
+    settings = TrainingSettings(epochs=2, early_stopping=False, hold_out_validation=False)
+    model_dir = train_cell(tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / "cell", settings)
+    fold = json.loads((model_dir / "fold-0" / "fold.json").read_text())
+    assert trained_on == [set(fold["train"]) | set(fold["valid"])] and fold["valid"]
+    assert fold["history"]["val_loss"] == [] and len(fold["history"]["loss"]) == 2
+    assert CellInfo.load(model_dir).settings.hold_out_validation is False
