@@ -23,10 +23,12 @@ class RunRefused(ValueError):
 
 
 def check_run(parameters: RunParameters) -> None:
-    """Refuse a run that cannot work: unknown models, degenerate clips, bad seeds or split, a collection
-    that is missing, unreadable or has fewer than two genres, or an output location that cannot be written."""
+    """Refuse a run that cannot work: unknown models, degenerate clips, bad seeds or split, training settings
+    that contradict each other, a collection that is missing, unreadable or has fewer than two genres, or an
+    output location that cannot be written."""
     try:
         check_grid(parameters.models, parameters.clip_seconds, parameters.seeds, parameters.split)
+        parameters.training_settings().check()
         genre_of = _collection_tracks(parameters.data, parameters.tracks_per_genre)
         for seed in parameters.seeds:
             make_folds(genre_of, parameters.split, seed)

@@ -68,7 +68,7 @@ class TrainingSettings:
                 f"{self.weight_decay}"
             )
         if self.early_stopping and not self.hold_out_validation:
-            raise ValueError("early stopping needs the validation tracks held out: switch it off to train on them")
+            raise ValueError("early stopping needs the validation tracks held out: switch it off to train on them too")
         if self.crops_per_track is not None and self.crops_per_track < 1:
             raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
         for name, allowed in (("precision", PRECISIONS), ("augment", AUGMENTATIONS), ("schedule", SCHEDULES)):
