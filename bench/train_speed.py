@@ -1,7 +1,7 @@
 """Training speed against the machine's own arithmetic: clips/s, FLOPs per clip, and the share of matmul speed.
 
 For each model and clip length: the model as training builds it (the registry's builder, `compile_for_training`:
-Adam on sparse cross-entropy, fused batch norm), batch 32 of random clips (frames from
+Adam on cross-entropy, fused batch norm), batches of `--batch` random clips (32 by default) (frames from
 `FeatureConfig().frames_for(seconds)` x 128 mel bands), a few untimed warm-up steps (tracing), then `--seconds`
 of timed steps. The forward FLOPs per clip are counted from the layers (2 per multiply-add: convolutions, dense
 layers, and each recurrent layer's loop over its time steps: LSTM 4 gates, GRU 3, x (input + hidden) x hidden);
@@ -39,7 +39,6 @@ from genreflow.models import import_tensorflow
 from genreflow.models.precision import cpu_flags, cpu_model, cpu_supports_bf16, dtype_policy
 from genreflow.models.registry import build_model
 
-BATCH = 32
 GENRES = 10
 MATMUL_N = 2048
 ROUNDS = 4
@@ -57,6 +56,7 @@ class Settings:
     fused_batch_norm: bool
     warmup_steps: int
     xla: bool = False
+    batch: int = 32  # clips per training step
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--xla", action="store_true", help="compile the training step with XLA (op determinism kept)")
     parser.add_argument("--warmup-steps", type=int, default=2, help="untimed steps after the first (default 2)")
+    parser.add_argument("--batch", type=int, default=32, help="clips per training step (default 32)")
     arguments = parser.parse_args(argv)
     if arguments.processes < 1 or arguments.threads < 1 or arguments.seconds <= 0:
         parser.error("--processes and --threads must be >= 1 and --seconds > 0")
@@ -180,8 +181,8 @@ def measure(
     if settings.xla:  # set past Keras' setter, which turns XLA off whenever op determinism is on
         model._jit_compile = True
     rng = np.random.default_rng(0)
-    clips = rng.normal(size=(BATCH, frames, FeatureConfig().n_mels)).astype(np.float32)
-    labels = np.eye(GENRES, dtype=np.float32)[rng.integers(0, GENRES, size=BATCH)]
+    clips = rng.normal(size=(settings.batch, frames, FeatureConfig().n_mels)).astype(np.float32)
+    labels = np.eye(GENRES, dtype=np.float32)[rng.integers(0, GENRES, size=settings.batch)]
     data = tf.data.Dataset.from_tensors((clips, labels)).repeat()
     model.fit(data, steps_per_epoch=1, epochs=1, verbose=0)  # trace
     started = time.perf_counter()
@@ -201,7 +202,7 @@ def measure(
         elapsed += time.perf_counter() - started
         steps += chunk
     matmul.run(settings.seconds / ROUNDS / 4)
-    clips_per_s = steps * BATCH / elapsed
+    clips_per_s = steps * settings.batch / elapsed
     gflop = forward_flops(model) / 1e9
     train = 3 * gflop * clips_per_s
     return Measurement(
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         not arguments.keras_batch_norm,
         arguments.warmup_steps,
         arguments.xla,
+        arguments.batch,
     )
     models = [name.strip() for name in arguments.models.split(",") if name.strip()]
     clips = [float(value) for value in arguments.clips.split(",") if value.strip()]
@@ -316,7 +318,6 @@ def main(argv: list[str] | None = None) -> None:
             **asdict(settings),
             **({"threads": 1, "inter_op": 1} if arguments.processes > 1 else {}),
             "processes": arguments.processes,
-            "batch": BATCH,
         },
         "matmul_fp32_gflops": round(matmul32, 1),
         "matmul_bf16_gflops": round(bf16, 1) if bf16 else None,
