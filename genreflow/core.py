@@ -15,7 +15,7 @@ from typing import Any
 
 DEFAULT_CLIP_SECONDS: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)  # the paper's
 DEFAULT_EPOCHS = 30
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = 32  # a model's clips per step unless its registry entry says otherwise
 DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_PATIENCE = 10  # epochs without a lower validation loss before training stops
 DEFAULT_MEMORY_CAP_MB = 256.0  # what streaming clips out of the store may hold in memory
@@ -40,7 +40,7 @@ class TrainingSettings:
     `precision` is what was asked ("auto" too) until a cell resolves it for its model and device."""
 
     epochs: int = DEFAULT_EPOCHS
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = None  # None: the model's own (its registry entry), resolved per cell
     learning_rate: float = DEFAULT_LEARNING_RATE
     patience: int = DEFAULT_PATIENCE
     crops_per_track: int | None = DEFAULT_CROPS_PER_TRACK
@@ -58,7 +58,7 @@ class TrainingSettings:
     def check(self) -> None:
         """Refuse settings that cannot train, naming the setting."""
         for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (self.learning_rate > 0 and self.memory_cap_mb > 0):
             raise ValueError(f"learning_rate and memory_cap_mb must be positive, got {self}")

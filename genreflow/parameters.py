@@ -20,7 +20,6 @@ from pydantic.fields import FieldInfo
 
 from genreflow.core import (
     AUGMENTATIONS,
-    DEFAULT_BATCH_SIZE,
     DEFAULT_CLIP_SECONDS,
     DEFAULT_CROPS_PER_TRACK,
     DEFAULT_EPOCHS,
@@ -30,7 +29,7 @@ from genreflow.core import (
     SPLIT_PATTERN,
     TrainingSettings,
 )
-from genreflow.models.registry import model_names
+from genreflow.models.registry import model_names, own_batch_sizes
 
 # The UI offers the registered models as choices and checks a split's form; the run itself checks both with its
 # own messages (flows/preflight.py), against the registry as it is when the run starts.
@@ -60,7 +59,8 @@ class RunParameters(BaseModel):
     split: SplitName = Field("stratified", description="How tracks are split: stratified, paper, fault-filtered "
                              "or kfold:K (K folds, K >= 2).")  # fmt: skip
     epochs: int = Field(DEFAULT_EPOCHS, ge=1, description="Most epochs per training (early stopping on validation).")
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="Clips per training step.")
+    batch_size: int | None = Field(None, ge=1, description="Clips per training step (none: each network's own: "
+                                   f"{own_batch_sizes()}).")  # fmt: skip
     precision: Precision = Field("auto", description="Training precision: auto (bfloat16 only for the models and "
                                  "CPUs/GPUs where it measured faster), float32 or bfloat16.")  # fmt: skip
     crops_per_track: int | None = Field(

@@ -97,9 +97,11 @@ def cell_precision(requested: str, model_spec: ModelSpec) -> str:
 
 
 def resolved_settings(settings: TrainingSettings, model_spec: ModelSpec) -> TrainingSettings:
-    """`settings` with the precision a cell of `model_spec` trains in here: what its cell.json records and its
-    cache key hashes, so that 'auto' and what it resolves to share a key."""
-    return replace(settings, precision=cell_precision(settings.precision, model_spec))
+    """`settings` as a cell of `model_spec` trains with them here: the precision it trains in on this device, and
+    its batch size, the model's own where the run left it open. What its cell.json records and its cache key
+    hashes, so that 'auto' (or no batch size) and what it resolves to share a key."""
+    batch_size = settings.batch_size or model_spec.batch_size
+    return replace(settings, precision=cell_precision(settings.precision, model_spec), batch_size=batch_size)
 
 
 @cache

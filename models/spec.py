@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from genreflow.core import FEATURE_SETS, LOG_MEL, FeatureConfig
+from genreflow.core import DEFAULT_BATCH_SIZE, FEATURE_SETS, LOG_MEL, FeatureConfig
 from genreflow.models import import_tensorflow
 
 Builder = Callable[[tuple[int, int], int], Any]
@@ -31,6 +31,7 @@ class ModelSpec:
     min_frames: int  # the shortest clip it takes: its time pooling must leave at least one step
     features: str = LOG_MEL  # the feature set it trains on (genreflow.core.FEATURE_SETS)
     neural: bool = True  # a Keras network trained in epochs, or arrays fitted once by scikit-learn
+    batch_size: int = DEFAULT_BATCH_SIZE  # clips per training step where a run leaves it to the model
 
     def __post_init__(self) -> None:
         if self.min_frames < 1 or ":" not in self.builder:

@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from genreflow.commands import fail
-from genreflow.core import AUGMENTATIONS, DEFAULT_CROPS_PER_TRACK, PRECISIONS, SCHEDULES, TrainingSettings, cell_name
-from genreflow.models.registry import MODELS
+from genreflow.core import (
+    AUGMENTATIONS,
+    DEFAULT_CROPS_PER_TRACK,
+    PRECISIONS,
+    SCHEDULES,
+    TrainingSettings,
+    cell_name,
+)
+from genreflow.models.registry import MODELS, own_batch_sizes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--patience", type=int, help="epochs without a lower validation loss before stopping (default 10)"
     )
-    train.add_argument("--batch-size", type=int, help="clips per batch (default 32)")
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"clips per batch (default: the network's own: {own_batch_sizes()})",
+    )
     train.add_argument("--learning-rate", type=float, help="Adam's learning rate (default 0.001)")
     train.add_argument(
         "--crops-per-track",

@@ -262,13 +262,29 @@ def best_model_section(analysis: Analysis, plots: dict[str, Plot]) -> Section:
 
 def budget_sentences(cells: Sequence[CellResult]) -> list[str]:
     """What the networks' training budget was, once per distinct budget (a run has one; precision is left out:
-    it is chosen per model and device)."""
+    it is chosen per model and device, and the batch size, each model's own unless the run set one, is given per
+    model)."""
     networks = [cell for cell in cells if cell.settings and cell.history.get("loss")]
-    budgets = ({name: value for name, value in cell.settings.items() if name != "precision"} for cell in networks)
-    return [budget_sentence(json.loads(budget)) for budget in sorted({json.dumps(b, sort_keys=True) for b in budgets})]
+    per_model = {"precision", "batch_size"}
+    budgets = ({name: value for name, value in cell.settings.items() if name not in per_model} for cell in networks)
+    batches = {cell.model: cell.settings.get("batch_size") for cell in networks}
+    return [
+        budget_sentence(json.loads(budget), batches)
+        for budget in sorted({json.dumps(b, sort_keys=True) for b in budgets})
+    ]
 
 
-def budget_sentence(settings: dict[str, Any]) -> str:
+def batch_phrase(batches: dict[str, Any]) -> str:
+    """'batches of 32', or where the models differ 'batches of 16 (cnn), 32 (rnn, crnn)'."""
+    models_of: dict[Any, list[str]] = {}
+    for model, size in batches.items():
+        models_of.setdefault(size, []).append(model)
+    if len(models_of) == 1:
+        return f"batches of {next(iter(models_of))}"
+    return "batches of " + ", ".join(f"{size} ({', '.join(models)})" for size, models in models_of.items())
+
+
+def budget_sentence(settings: dict[str, Any], batches: dict[str, Any]) -> str:
     crops = settings.get("crops_per_track")
     per_epoch = (
         f"{crops} random crop{'s' if crops != 1 else ''} of every training track (as many at every clip length, "
@@ -288,8 +304,8 @@ def budget_sentence(settings: dict[str, Any]) -> str:
     smoothing = settings.get("label_smoothing", 0.0)
     targets = f", targets smoothed by {smoothing:g}" if smoothing else ""
     return (
-        f"The networks' training budget: up to {settings.get('epochs')} epochs, each of {per_epoch}, in batches of "
-        f"{settings.get('batch_size')}, {optimiser} at {settings.get('learning_rate')}{schedule}, {stopping}; "
+        f"The networks' training budget: up to {settings.get('epochs')} epochs, each of {per_epoch}, in "
+        f"{batch_phrase(batches)}, {optimiser} at {settings.get('learning_rate')}{schedule}, {stopping}; "
         f"augmentation: {settings.get('augment', 'none')}{targets}."
     )
 

@@ -106,3 +106,18 @@ def test_the_precision_enters_a_cells_cache_key_as_resolved_here() -> None:
     assert keys["float32"] != keys["bfloat16"]
     resolved = precision.resolve_precision("auto", "crnn", precision.training_device())
     assert keys["auto"] == keys[resolved]
+
+
+def test_a_cell_without_a_batch_size_takes_its_models_own_and_shares_its_key() -> None:
+    from genreflow.core import FeatureConfig, TrainingSettings
+    from genreflow.flows.cells import training_key
+    from genreflow.models.registry import spec
+    from genreflow.tasks.training.train import TrainingData
+
+    assert precision.resolved_settings(TrainingSettings(), spec("cnn")).batch_size == spec("cnn").batch_size == 16
+    assert precision.resolved_settings(TrainingSettings(), spec("rnn")).batch_size == 32
+    assert precision.resolved_settings(TrainingSettings(batch_size=8), spec("cnn")).batch_size == 8
+    data = TrainingData("store.zarr", FeatureConfig(), "collection", ())
+    parameters = {"model": spec("cnn"), "clip_seconds": 5.0, "seed": 0, "split": "stratified", "data": data}
+    keys = [training_key({**parameters, "settings": TrainingSettings(batch_size=size)}) for size in (None, 16, 32)]
+    assert keys[0] == keys[1] != keys[2]

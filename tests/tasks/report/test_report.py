@@ -355,13 +355,14 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
 
     from genreflow.core import TrainingSettings
 
-    settings = asdict(TrainingSettings(crops_per_track=6, augment="specaugment", precision="float32"))
+    settings = asdict(TrainingSettings(crops_per_track=6, augment="specaugment", precision="float32", batch_size=32))
     run_dir = write_run(tmp_path / "run")
     cells = [{**cell, "settings": settings} for cell in fixture_cells()]
     (run_dir / "results.json").write_text(json.dumps({"cells": cells}))
     markdown = build_report(run_dir)[0].read_text()
     assert markdown.count("The networks' training budget:") == 1
     assert "up to 30 epochs, each of 6 random crops of every training track (as many at every clip length" in markdown
+    assert "in batches of 32, Adam at 0.001" in markdown
     assert "stopping after 10 epochs without a lower validation loss; augmentation: specaugment." in markdown
     full = asdict(TrainingSettings(schedule="cosine", early_stopping=False))
     (run_dir / "results.json").write_text(
@@ -380,12 +381,18 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
     assert "augmentation: mixup, targets smoothed by 0.1." in markdown
     unvalidated = asdict(TrainingSettings(early_stopping=False, hold_out_validation=False))
     cells = [
-        {**cell, "settings": unvalidated, "history": {**cell["history"], "val_accuracy": [], "val_loss": []}}
+        {
+            **cell,
+            "settings": {**unvalidated, "batch_size": 16 if cell["model"] == "cnn" else 32},
+            "history": {**cell["history"], "val_accuracy": [], "val_loss": []},
+        }
         for cell in fixture_cells()
     ]
     (run_dir / "results.json").write_text(json.dumps({"cells": cells}))
     markdown = build_report(run_dir)[0].read_text()
     assert "every epoch run, the last weights kept, the validation tracks trained on too; augmentation" in markdown
+    assert markdown.count("The networks' training budget:") == 1  # one budget, the batch size given per model
+    assert "in batches of 16 (cnn), 32 (" in markdown
     assert "(plots/training_curves.png)" in markdown  # the training curves, without validation ones
 
 
