@@ -136,7 +136,9 @@ class CellSummary:
 
 
 def summarise(cells: Sequence[CellResult]) -> CellSummary:
-    """Aggregate the seeds of one (model, clip length); intervals need every seed's track predictions."""
+    """Aggregate the seeds of one (model, clip length), each seed's values in seed order; intervals need every
+    seed's track predictions."""
+    cells = sorted(cells, key=lambda cell: cell.seed)
     first = cells[0]
     with_predictions = all(cell.predictions for cell in cells)
     return CellSummary(

@@ -83,6 +83,16 @@ def test_headline_numbers_are_the_mean_and_spread_over_seeds(built: tuple[Path, 
     assert f"| cnn | 15 s | 0, 1 | {expected} | {each} |" in built[1]
 
 
+def test_each_seeds_value_is_listed_in_seed_order_whatever_the_results_order(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "run")
+    (run_dir / "results.json").write_text(json.dumps({"cells": fixture_cells()[::-1]}))
+    cnn = {cell["seed"]: cell["metrics"]["track"]["accuracy"] for cell in fixture_cells()
+           if (cell["model"], cell["clip_seconds"]) == ("cnn", 15.0)}  # fmt: skip
+    markdown = build_report(run_dir)[0].read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| cnn | 15 s | 0, 1 |"))
+    assert cnn[0] != cnn[1] and f" | {100 * cnn[0]:.1f}, {100 * cnn[1]:.1f} | " in row
+
+
 def test_the_paired_test_runs_per_seed_and_across_seeds_and_tracks(built: tuple[Path, str, str]) -> None:
     block = built[1].split("Best CNN vs best RNN:")[1].split("Best CNN vs best")[0]
     rows = {cells[0]: cells[1:] for line in block.splitlines() if line.startswith("| ") and "---" not in line
