@@ -105,7 +105,6 @@ class Spread:
 
     mean: float
     sd: float | None
-    n: int
     values: tuple[float, ...]
 
 
@@ -115,7 +114,7 @@ def spread(values: Sequence[float | None]) -> Spread | None:
     if not present:
         return None
     deviation = statistics.stdev(present) if len(present) > 1 else None
-    return Spread(statistics.fmean(present), deviation, len(present), tuple(present))
+    return Spread(statistics.fmean(present), deviation, tuple(present))
 
 
 @dataclass(frozen=True)
