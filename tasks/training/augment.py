@@ -51,7 +51,7 @@ def _blank(clip: np.ndarray, rng: np.random.Generator, axis: int, length: int, w
 
 def augmented(batches: Iterator[Batch], augment: str, rng: np.random.Generator) -> Iterator[Batch]:
     """`batches` with `augment`'s masks ('specaugment', alone or with mixup) applied to every clip."""
-    if "specaugment" not in augment.split("+"):
+    if not _includes(augment, "specaugment"):
         yield from batches
         return
     for clips, labels in batches:
@@ -63,7 +63,7 @@ def genre_targets(
 ) -> Iterator[Batch]:
     """`batches` with their labels as genre probabilities (clips, float32 (n, genres)): one-hot, or with mixup in
     `augment` each clip blended with a partner from its batch, clips and targets alike."""
-    mix = "mixup" in augment.split("+")
+    mix = _includes(augment, "mixup")
     if mix and rng is None:
         raise ValueError("mixup needs its generator")
     for clips, labels in batches:
@@ -78,3 +78,8 @@ def mixup(clips: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> B
     blend = weights[:, None]
     mixed_clips = blend[:, :, None] * clips + (1 - blend[:, :, None]) * clips[partners]
     return mixed_clips.astype(np.float32), blend * targets + (1 - blend) * targets[partners]
+
+
+def _includes(augment: str, kind: str) -> bool:
+    """Whether `augment` ('none', 'specaugment', 'mixup' or both joined by '+') asks for `kind`."""
+    return kind in augment.split("+")
