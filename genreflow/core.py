@@ -25,6 +25,9 @@ PRECISIONS = ("auto", "float32", "bfloat16")  # how a model may train (models/pr
 # Six is what a 5 s epoch took when an epoch was "every clip of every track" (docs/benchmarks.md).
 DEFAULT_CROPS_PER_TRACK = 6
 AUGMENTATIONS = ("none", "specaugment", "mixup", "specaugment+mixup")  # per crop (tasks/training/augment.py)
+# Weight averaging: each step moves the average 1% of the way to the weights, so it spans about the last 100 steps
+# (Keras' own default).
+WEIGHT_AVERAGE_MOMENTUM = 0.99
 SCHEDULES = ("constant", "cosine")  # the learning rate over a training: as given, or one epoch's warm-up then cosine
 # The split names tasks/training/splits.py's parse_split accepts; the run form checks a split against it.
 SPLIT_PATTERN = r"^(stratified|paper|fault-filtered|kfold:([2-9]|[1-9][0-9]+))$"
@@ -54,6 +57,9 @@ class TrainingSettings:
     hold_out_validation: bool = True
     label_smoothing: float = 0.0  # the share of each target spread evenly over the genres
     weight_decay: float = 0.0  # decoupled (AdamW) when above 0, per step, scaled by the learning rate
+    # End on the moving average of the weights over the last steps (WEIGHT_AVERAGE_MOMENTUM per step) instead of
+    # the last weights: without early stopping, as the validation loss chooses among raw weights.
+    average_weights: bool = False
 
     def check(self) -> None:
         """Refuse settings that cannot train, naming the setting."""
@@ -69,6 +75,8 @@ class TrainingSettings:
             )
         if self.early_stopping and not self.hold_out_validation:
             raise ValueError("early stopping needs the validation tracks held out: switch it off to train on them too")
+        if self.early_stopping and self.average_weights:
+            raise ValueError("averaging the weights needs early stopping off: early stopping keeps one epoch's weights")
         if self.crops_per_track is not None and self.crops_per_track < 1:
             raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
         for name, allowed in (("precision", PRECISIONS), ("augment", AUGMENTATIONS), ("schedule", SCHEDULES)):

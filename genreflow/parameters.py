@@ -81,6 +81,9 @@ class RunParameters(BaseModel):
                                  "last).")  # fmt: skip
     hold_out_validation: bool = Field(True, description="Hold each fold's validation tracks out of a network's "
                                       "training (false, with early stopping off: train on them too).")  # fmt: skip
+    average_weights: bool = Field(False, description="With early stopping off, end each network on the moving "
+                                  "average of its weights over about its last 100 steps instead of its last "
+                                  "weights.")  # fmt: skip
     store: str = Field("runs/store.zarr", description="The Zarr store: a local path or an fsspec URL.")
     cache: str = Field("runs/cache", description="Persisted task results and trained models: a local path or an "
                        "fsspec URL.")  # fmt: skip

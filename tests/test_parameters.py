@@ -58,11 +58,12 @@ def test_options_with_named_choices_parse_into_the_training_settings_and_refuse_
     add_run_options(parser)
     given = ["--precision", "float32", "--augment", "specaugment+mixup", "--crops-per-track", "2", "--batch-size",
              "8", "--schedule", "cosine", "--early-stopping", "false", "--label-smoothing", "0.1", "--weight-decay",
-             "0.01", "--hold-out-validation", "false"]  # fmt: skip
+             "0.01", "--hold-out-validation", "false", "--average-weights", "true"]  # fmt: skip
     settings = parameters_from(parser.parse_args(given)).training_settings()
     assert settings == TrainingSettings(
         batch_size=8, crops_per_track=2, precision="float32", augment="specaugment+mixup", schedule="cosine",
         early_stopping=False, label_smoothing=0.1, weight_decay=0.01, hold_out_validation=False,
+        average_weights=True,
     )  # fmt: skip
     with pytest.raises(argparse.ArgumentError, match="invalid choice: 'cutmix'"):
         parser.parse_args(["--augment", "cutmix"])

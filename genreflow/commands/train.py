@@ -80,6 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--train-on-validation", dest="hold_out_validation", action="store_const", const=False,
         help="with --no-early-stopping: train on each fold's validation tracks too (default: hold them out)",
     )  # fmt: skip
+    train.add_argument(
+        "--average-weights", action="store_const", const=True,
+        help="with --no-early-stopping: end on the weights' moving average over about the last 100 steps",
+    )  # fmt: skip
     train.add_argument("--threads", type=int, help="TensorFlow threads (default: TensorFlow's choice, every core)")
     train.add_argument(
         "--precision", choices=list(PRECISIONS),

@@ -284,6 +284,15 @@ def batch_phrase(batches: dict[str, Any]) -> str:
     return "batches of " + ", ".join(f"{size} ({', '.join(models)})" for size, models in models_of.items())
 
 
+def stopping_phrase(settings: dict[str, Any]) -> str:
+    """How a network's training ends and which weights it keeps."""
+    if settings.get("early_stopping", True):
+        return f"stopping after {settings.get('patience')} epochs without a lower validation loss"
+    kept = "the moving average of the last steps' weights" if settings.get("average_weights") else "the last weights"
+    validation = "" if settings.get("hold_out_validation", True) else ", the validation tracks trained on too"
+    return f"every epoch run, {kept} kept{validation}"
+
+
 def budget_sentence(settings: dict[str, Any], batches: dict[str, Any]) -> str:
     crops = settings.get("crops_per_track")
     per_epoch = (
@@ -293,12 +302,7 @@ def budget_sentence(settings: dict[str, Any], batches: dict[str, Any]) -> str:
         else "as many random crops of each training track as it holds clips (fewer optimiser steps at longer clips)"
     )
     schedule = " with a cosine schedule" if settings.get("schedule") == "cosine" else ""
-    stopping = (
-        f"stopping after {settings.get('patience')} epochs without a lower validation loss"
-        if settings.get("early_stopping", True)
-        else "every epoch run, the last weights kept"
-        + ("" if settings.get("hold_out_validation", True) else ", the validation tracks trained on too")
-    )
+    stopping = stopping_phrase(settings)
     decay = settings.get("weight_decay", 0.0)
     optimiser = f"AdamW (weight decay {decay:g})" if decay else "Adam"
     smoothing = settings.get("label_smoothing", 0.0)

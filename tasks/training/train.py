@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from genreflow.core import FeatureConfig, TrainingSettings
+from genreflow.core import WEIGHT_AVERAGE_MOMENTUM, FeatureConfig, TrainingSettings
 from genreflow.files import write_json
 from genreflow.models import import_tensorflow
 from genreflow.models.directory import (
@@ -354,9 +354,9 @@ def _fit_keras(
 ) -> tuple[dict[str, list[float]], float]:
     """Adam (or AdamW) on cross-entropy at the settings' learning rate and schedule; with early stopping,
     training ends once the validation loss has not fallen for `patience` epochs and keeps the best epoch's
-    weights, without it, every epoch runs and the last weights are kept (trained on the validation tracks too
-    unless they are held out). A fold the checkpoint holds half-trained continues after its last saved epoch
-    (`recorder`)."""
+    weights, without it, every epoch runs and the last weights (or their average over the last steps) are
+    kept, trained on the validation tracks too unless they are held out. A fold the checkpoint holds
+    half-trained continues after its last saved epoch (`recorder`)."""
     from genreflow.tasks.training.recorder import EpochRecorder, resumable_state
 
     learning = tracks.train if settings.hold_out_validation else [*tracks.train, *tracks.valid]
@@ -426,7 +426,11 @@ def learning_rate_of(settings: TrainingSettings, steps_per_epoch: int) -> Any:
 
 def regularisation_of(settings: TrainingSettings) -> dict[str, float]:
     """The settings `compile_for_training` takes besides the learning rate."""
-    return {"label_smoothing": settings.label_smoothing, "weight_decay": settings.weight_decay}
+    return {
+        "label_smoothing": settings.label_smoothing,
+        "weight_decay": settings.weight_decay,
+        "average_weights": settings.average_weights,
+    }
 
 
 def compile_for_training(
@@ -435,10 +439,12 @@ def compile_for_training(
     fused_batch_norm: bool = True,
     label_smoothing: float = 0.0,
     weight_decay: float = 0.0,
+    average_weights: bool = False,
 ) -> None:
     """Adam (AdamW with a `weight_decay`) on the cross-entropy against genre probabilities (one-hot or blended
     targets, smoothed by `label_smoothing`) with an accuracy metric, every variable the train step updates made
-    now; `learning_rate` a number or a Keras schedule.
+    now; `learning_rate` a number or a Keras schedule. With `average_weights` the optimiser keeps a moving
+    average of the weights, which `fit` puts into the model when it ends.
 
     Keras makes the optimizer's slots and a metric named by string ("accuracy") inside the train step's first
     trace; a tf.function that creates variables is traced a second time, and tracing is most of a short
@@ -452,10 +458,11 @@ def compile_for_training(
         fuse_batch_norms(model)
 
     accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")  # the genre of the largest target
+    averaging = {"use_ema": average_weights, "ema_momentum": WEIGHT_AVERAGE_MOMENTUM}
     optimizer = (
-        keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **averaging)
         if weight_decay
-        else keras.optimizers.Adam(learning_rate)
+        else keras.optimizers.Adam(learning_rate, **averaging)
     )
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])

@@ -389,7 +389,7 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
     markdown = build_report(run_dir)[0].read_text()
     assert "AdamW (weight decay 0.01) at 0.001, stopping" in markdown
     assert "augmentation: mixup, targets smoothed by 0.1." in markdown
-    unvalidated = asdict(TrainingSettings(early_stopping=False, hold_out_validation=False))
+    unvalidated = asdict(TrainingSettings(early_stopping=False, hold_out_validation=False, average_weights=True))
     cells = [
         {
             **cell,
@@ -400,7 +400,10 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
     ]
     (run_dir / "results.json").write_text(json.dumps({"cells": cells}))
     markdown = build_report(run_dir)[0].read_text()
-    assert "every epoch run, the last weights kept, the validation tracks trained on too; augmentation" in markdown
+    assert (
+        "every epoch run, the moving average of the last steps' weights kept, the validation tracks trained on too; "
+        "augmentation" in markdown
+    )
     assert markdown.count("The networks' training budget:") == 1  # one budget, the batch size given per model
     assert "in batches of 16 (cnn), 32 (" in markdown
     assert "(plots/training_curves.png)" in markdown  # the training curves, without validation ones

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreflow.core import LOG_MEL, FeatureConfig, TrainingSettings
+from genreflow.core import LOG_MEL, WEIGHT_AVERAGE_MOMENTUM, FeatureConfig, TrainingSettings
 from genreflow.models.persistence import load_model
 from genreflow.models.registry import build_model, model_names, spec
 from genreflow.storage.schema import StoreError
@@ -127,6 +127,7 @@ def test_retraining_into_a_model_directory_replaces_the_earlier_training(
         ({"settings": TrainingSettings(label_smoothing=1.0)}, "label_smoothing must be in \\[0, 1\\)"),
         ({"settings": TrainingSettings(weight_decay=-0.1)}, "weight_decay at least 0, got 0.0 and -0.1"),
         ({"settings": TrainingSettings(hold_out_validation=False)}, "early stopping needs the validation tracks"),
+        ({"settings": TrainingSettings(average_weights=True)}, "averaging the weights needs early stopping off"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(
@@ -330,6 +331,25 @@ def test_mixup_label_smoothing_and_weight_decay_train_and_are_recorded(
     model_dir = train_cell(tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / "cell", settings)
     recorded = CellInfo.load(model_dir).settings
     assert (recorded.augment, recorded.label_smoothing, recorded.weight_decay) == ("specaugment+mixup", 0.1, 0.01)
+    assert all(np.isfinite(json.loads((model_dir / "fold-0" / "fold.json").read_text())["history"]["loss"]))
+
+
+def test_averaging_the_weights_ends_a_training_on_their_moving_average(
+    tiny_store: TrainingData, tmp_path: Path
+) -> None:
+    import keras
+
+    model = build_model("cnn", (22, 128), 3)
+    compile_for_training(model, 1e-2, average_weights=True)
+    clips = np.random.default_rng(0).normal(size=(8, 22, 128)).astype("float32")
+    model.fit(clips, keras.utils.to_categorical([0, 1, 2] * 2 + [0, 1], 3), epochs=2, batch_size=4, verbose=0)
+    averages = model.optimizer._model_variables_moving_average  # Keras keeps them only under this name
+    assert model.optimizer.ema_momentum == WEIGHT_AVERAGE_MOMENTUM
+    pairs = zip(model.trainable_weights, averages, strict=True)
+    assert all(np.array_equal(weight, average) for weight, average in pairs)
+    settings = TrainingSettings(epochs=2, early_stopping=False, average_weights=True)
+    model_dir = train_cell(tiny_store, "cnn", CLIP_SECONDS, 0, "stratified", tmp_path / "cell", settings)
+    assert CellInfo.load(model_dir).settings.average_weights is True
     assert all(np.isfinite(json.loads((model_dir / "fold-0" / "fold.json").read_text())["history"]["loss"]))
 
 
