@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from genreflow.core import TrainingSettings
 from genreflow.models.registry import MODELS, spec
 from genreflow.parameters import RunParameters
 from genreflow.tasks.collection.scan import SYNTHETIC, list_collection
@@ -28,7 +29,7 @@ def check_run(parameters: RunParameters) -> None:
     output location that cannot be written."""
     try:
         check_grid(parameters.models, parameters.clip_seconds, parameters.seeds, parameters.split)
-        parameters.training_settings().check()
+        check_training(parameters.training_settings(), parameters.models)
         genre_of = _collection_tracks(parameters.data, parameters.tracks_per_genre)
         for seed in parameters.seeds:
             make_folds(genre_of, parameters.split, seed)
@@ -52,6 +53,18 @@ def check_grid(models: list[str], clip_seconds: list[float], seeds: list[int], s
     if not seeds or any(not isinstance(seed, int) or seed < 0 for seed in seeds):
         raise ValueError(f"seeds must be non-negative integers, got {seeds}")
     parse_split(split)
+
+
+def check_training(settings: TrainingSettings, models: list[str]) -> None:
+    """The run's training settings, then each network's as it trains with them, its own filled in where the run
+    left them open (a refusal there names the network)."""
+    settings.check()
+    for model in models:
+        if spec(model).neural:
+            try:
+                spec(model).own_settings(settings).check()
+            except ValueError as error:
+                raise ValueError(f"{model}: {error}") from None
 
 
 def _collection_tracks(data: str, tracks_per_genre: int) -> dict[str, str]:

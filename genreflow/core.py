@@ -28,6 +28,8 @@ AUGMENTATIONS = ("none", "specaugment", "mixup", "specaugment+mixup")  # per cro
 # Weight averaging: each step moves the average 1% of the way to the weights, so it spans about the last 100 steps
 # (Keras' own default).
 WEIGHT_AVERAGE_MOMENTUM = 0.99
+# The training settings a network's registry entry chooses where a run leaves them None (models/spec.py).
+NETWORK_OWN = ("batch_size", "schedule", "early_stopping")
 SCHEDULES = ("constant", "cosine")  # the learning rate over a training: as given, or one epoch's warm-up then cosine
 # The split names tasks/training/splits.py's parse_split accepts; the run form checks a split against it.
 SPLIT_PATTERN = r"^(stratified|paper|fault-filtered|kfold:([2-9]|[1-9][0-9]+))$"
@@ -40,7 +42,8 @@ PREFECT_EXTRA_LOGGERS = "genreflow"
 class TrainingSettings:
     """How a cell trains, carried whole from a run's parameters to the trainer and into cell.json. Each epoch
     takes `crops_per_track` random crops of every training track (None: as many as the track holds clips).
-    `precision` is what was asked ("auto" too) until a cell resolves it for its model and device."""
+    `precision` is what was asked ("auto" too) until a cell resolves it for its model and device; the settings
+    left None (`NETWORK_OWN`) are each network's own, from its registry entry, until a cell resolves them."""
 
     epochs: int = DEFAULT_EPOCHS
     batch_size: int | None = None  # None: the model's own (its registry entry), resolved per cell
@@ -50,8 +53,9 @@ class TrainingSettings:
     memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB
     precision: str = "auto"
     augment: str = "none"
-    schedule: str = "constant"
-    early_stopping: bool = True  # stop after `patience` epochs without a lower validation loss, keep the best
+    schedule: str | None = None  # None: the network's own
+    # Stop after `patience` epochs without a lower validation loss and keep the best (None: the network's own).
+    early_stopping: bool | None = None
     # Hold each fold's validation tracks out of a network's training (to choose its epoch, and draw its validation
     # curve); without early stopping nothing is chosen, and False trains on them too, as the array models do.
     hold_out_validation: bool = True
@@ -73,14 +77,19 @@ class TrainingSettings:
                 f"label_smoothing must be in [0, 1) and weight_decay at least 0, got {self.label_smoothing} and "
                 f"{self.weight_decay}"
             )
-        if self.early_stopping and not self.hold_out_validation:
-            raise ValueError("early stopping needs the validation tracks held out: switch it off to train on them too")
-        if self.early_stopping and self.average_weights:
-            raise ValueError("averaging the weights needs early stopping off: early stopping keeps one epoch's weights")
+        if self.early_stopping:  # None (the network's own) is checked once resolved for a network
+            if not self.hold_out_validation:
+                raise ValueError(
+                    "early stopping needs the validation tracks held out: switch it off to train on them too"
+                )
+            if self.average_weights:
+                raise ValueError(
+                    "averaging the weights needs early stopping off: early stopping keeps one epoch's weights"
+                )
         if self.crops_per_track is not None and self.crops_per_track < 1:
             raise ValueError(f"crops_per_track must be at least 1 (or None), got {self.crops_per_track}")
         for name, allowed in (("precision", PRECISIONS), ("augment", AUGMENTATIONS), ("schedule", SCHEDULES)):
-            if getattr(self, name) not in allowed:
+            if getattr(self, name) not in allowed and not (name in NETWORK_OWN and getattr(self, name) is None):
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
 

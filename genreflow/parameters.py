@@ -29,7 +29,7 @@ from genreflow.core import (
     SPLIT_PATTERN,
     TrainingSettings,
 )
-from genreflow.models.registry import model_names, own_batch_sizes
+from genreflow.models.registry import model_names, own_values
 
 # The UI offers the registered models as choices and checks a split's form; the run itself checks both with its
 # own messages (flows/preflight.py), against the registry as it is when the run starts.
@@ -60,7 +60,7 @@ class RunParameters(BaseModel):
                              "or kfold:K (K folds, K >= 2).")  # fmt: skip
     epochs: int = Field(DEFAULT_EPOCHS, ge=1, description="Most epochs per training (early stopping on validation).")
     batch_size: int | None = Field(None, ge=1, description="Clips per training step (none: each network's own: "
-                                   f"{own_batch_sizes()}).")  # fmt: skip
+                                   f"{own_values('batch_size')}).")  # fmt: skip
     precision: Precision = Field("auto", description="Training precision: auto (bfloat16 only for the models and "
                                  "CPUs/GPUs where it measured faster), float32 or bfloat16.")  # fmt: skip
     crops_per_track: int | None = Field(
@@ -74,11 +74,13 @@ class RunParameters(BaseModel):
                                    "over the genres.")  # fmt: skip
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW) per step, scaled by the "
                                 "learning rate; 0: Adam.")  # fmt: skip
-    schedule: Schedule = Field("constant", description="The learning rate over a training: constant, or cosine (one "
-                               "epoch's warm-up, then a cosine decay to 0 at the last epoch).")  # fmt: skip
-    early_stopping: bool = Field(True, description="Stop a network once its validation loss has not fallen for "
-                                 f"{DEFAULT_PATIENCE} epochs and keep its best epoch (false: run every epoch, keep the "
-                                 "last).")  # fmt: skip
+    schedule: Schedule | None = Field(None, description="The learning rate over a training: constant, or cosine "
+                                      "(one epoch's warm-up, then a cosine decay to 0 at the last epoch); none: each "
+                                      f"network's own: {own_values('schedule')}.")  # fmt: skip
+    early_stopping: bool | None = Field(None, description="Stop a network once its validation loss has not fallen "
+                                        f"for {DEFAULT_PATIENCE} epochs and keep its best epoch (false: run every "
+                                        "epoch, keep the last); none: each network's own: "
+                                        f"{own_values('early_stopping')}.")  # fmt: skip
     hold_out_validation: bool = Field(True, description="Hold each fold's validation tracks out of a network's "
                                       "training (false, with early stopping off: train on them too).")  # fmt: skip
     average_weights: bool = Field(False, description="With early stopping off, end each network on the moving "
@@ -140,7 +142,7 @@ def add_run_options(parser: argparse._ActionsContainer) -> None:
             f"--{name.replace('_', '-')}",
             dest=name,
             type=element,
-            choices=typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else None,
+            choices=_choices(field.annotation),
             nargs="+" if many else None,
             default=None,  # unset options take the model's default
             metavar=name.upper(),
@@ -178,6 +180,13 @@ def _option_type(annotation: Any) -> tuple[Callable[[str], Any], bool]:
     if annotation is bool:
         return _yes_or_no, False
     return annotation, False
+
+
+def _choices(annotation: Any) -> tuple[str, ...] | None:
+    """The values an option of named strings (a Literal, or one that may be None) takes; None for others."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    return typing.get_args(annotation) if typing.get_origin(annotation) is Literal else None
 
 
 def _yes_or_no(text: str) -> bool:

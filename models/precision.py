@@ -98,10 +98,10 @@ def cell_precision(requested: str, model_spec: ModelSpec) -> str:
 
 def resolved_settings(settings: TrainingSettings, model_spec: ModelSpec) -> TrainingSettings:
     """`settings` as a cell of `model_spec` trains with them here: the precision it trains in on this device, and
-    its batch size, the model's own where the run left it open. What its cell.json records and its cache key
-    hashes, so that 'auto' (or no batch size) and what it resolves to share a key."""
-    batch_size = settings.batch_size or model_spec.batch_size
-    return replace(settings, precision=cell_precision(settings.precision, model_spec), batch_size=batch_size)
+    the model's own batch size, schedule and stopping where the run left them open. What its cell.json records
+    and its cache key hashes, so that 'auto' (or a setting left open) and what it resolves to share a key."""
+    own = model_spec.own_settings(settings)
+    return replace(own, precision=cell_precision(settings.precision, model_spec))
 
 
 @cache

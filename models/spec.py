@@ -12,10 +12,18 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from genreflow.core import DEFAULT_BATCH_SIZE, FEATURE_SETS, LOG_MEL, FeatureConfig
+from genreflow.core import (
+    DEFAULT_BATCH_SIZE,
+    FEATURE_SETS,
+    LOG_MEL,
+    NETWORK_OWN,
+    SCHEDULES,
+    FeatureConfig,
+    TrainingSettings,
+)
 from genreflow.models import import_tensorflow
 
 Builder = Callable[[tuple[int, int], int], Any]
@@ -31,11 +39,22 @@ class ModelSpec:
     min_frames: int  # the shortest clip it takes: its time pooling must leave at least one step
     features: str = LOG_MEL  # the feature set it trains on (genreflow.core.FEATURE_SETS)
     neural: bool = True  # a Keras network trained in epochs, or arrays fitted once by scikit-learn
-    batch_size: int = DEFAULT_BATCH_SIZE  # clips per training step where a run leaves it to the model
+    # Its own training settings (genreflow.core.NETWORK_OWN), where a run leaves them to the model: clips per
+    # step, the learning rate's schedule, and whether training stops early on the validation loss.
+    batch_size: int = DEFAULT_BATCH_SIZE
+    schedule: str = "constant"
+    early_stopping: bool = True
 
     def __post_init__(self) -> None:
         if self.min_frames < 1 or ":" not in self.builder:
             raise ValueError(f"model {self.name}: min_frames must be >= 1 and builder '<module>:<function>'")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"model {self.name}: schedule must be one of {', '.join(SCHEDULES)}")
+
+    def own_settings(self, settings: TrainingSettings) -> TrainingSettings:
+        """`settings` with what the run left to the model (None) set to this model's own."""
+        left_open = [name for name in NETWORK_OWN if getattr(settings, name) is None]
+        return replace(settings, **{name: getattr(self, name) for name in left_open})
 
     @property
     def feature_config(self) -> FeatureConfig:

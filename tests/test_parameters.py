@@ -34,6 +34,16 @@ def test_the_command_line_has_one_option_per_parameter_and_names_each_default_on
     assert "--clip-seconds CLIP_SECONDS [CLIP_SECONDS ...]" in help_text and "(default: 1 5 15 30)" in help_text
 
 
+def test_settings_left_open_are_each_networks_own_and_the_help_names_them() -> None:
+    parser = argparse.ArgumentParser()
+    add_run_options(parser)
+    settings = parameters_from(parser.parse_args([])).training_settings()
+    assert (settings.batch_size, settings.schedule, settings.early_stopping) == (None, None, None)
+    help_text = " ".join(parser.format_help().split())
+    assert "each network's own: cnn constant, rnn cosine, crnn constant." in help_text
+    assert "each network's own: cnn on, rnn off, crnn on." in help_text
+
+
 def test_options_not_given_keep_the_declared_defaults() -> None:
     parser = argparse.ArgumentParser()
     add_run_options(parser)
@@ -67,5 +77,7 @@ def test_options_with_named_choices_parse_into_the_training_settings_and_refuse_
     )  # fmt: skip
     with pytest.raises(argparse.ArgumentError, match="invalid choice: 'cutmix'"):
         parser.parse_args(["--augment", "cutmix"])
+    with pytest.raises(argparse.ArgumentError, match="invalid choice: 'linear'"):  # one that may be left open too
+        parser.parse_args(["--schedule", "linear"])
     with pytest.raises(argparse.ArgumentError, match="expected true or false, got 'maybe'"):
         parser.parse_args(["--early-stopping", "maybe"])

@@ -21,7 +21,7 @@ from genreflow.core import (
     TrainingSettings,
     cell_name,
 )
-from genreflow.models.registry import MODELS, own_batch_sizes
+from genreflow.models.registry import MODELS, own_values
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--batch-size",
         type=int,
-        help=f"clips per batch (default: the network's own: {own_batch_sizes()})",
+        help=f"clips per batch (default: the network's own: {own_values('batch_size')})",
     )
     train.add_argument("--learning-rate", type=float, help="Adam's learning rate (default 0.001)")
     train.add_argument(
@@ -70,11 +70,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--label-smoothing", type=float, help="share of each target spread over the genres (default 0)")
     train.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay (default 0: Adam)")
     train.add_argument(
-        "--schedule", choices=list(SCHEDULES), help="the learning rate: constant (default) or cosine (warm-up, decay)"
-    )
-    train.add_argument(
+        "--schedule", choices=list(SCHEDULES),
+        help=f"the learning rate: constant or cosine (warm-up, decay) (default: the network's own: "
+        f"{own_values('schedule')})",
+    )  # fmt: skip
+    stopping = train.add_mutually_exclusive_group()
+    stopping.add_argument(
+        "--early-stopping", dest="early_stopping", action="store_const", const=True,
+        help="stop on the validation loss and keep the best epoch's weights",
+    )  # fmt: skip
+    stopping.add_argument(
         "--no-early-stopping", dest="early_stopping", action="store_const", const=False,
-        help="run every epoch and keep the last weights (default: stop on the validation loss, keep the best)",
+        help=f"run every epoch and keep the last weights (default: the network's own: {own_values('early_stopping')})",
     )  # fmt: skip
     train.add_argument(
         "--train-on-validation", dest="hold_out_validation", action="store_const", const=False,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.core import FeatureConfig
+from genreflow.core import NETWORK_OWN, FeatureConfig
 from genreflow.tasks.report import paper
 from genreflow.tasks.report.analysis import Analysis, best_overall, cell_label, display_name, has_history
 from genreflow.tasks.report.document import (
@@ -262,26 +262,25 @@ def best_model_section(analysis: Analysis, plots: dict[str, Plot]) -> Section:
 
 def budget_sentences(cells: Sequence[CellResult]) -> list[str]:
     """What the networks' training budget was, once per distinct budget (a run has one; precision is left out:
-    it is chosen per model and device, and the batch size, each model's own unless the run set one, is given per
-    model)."""
+    it is chosen per model and device, and the settings each network has its own of unless the run set them
+    (batch size, schedule, stopping) are given per model)."""
     networks = [cell for cell in cells if cell.settings and cell.history.get("loss")]
-    per_model = {"precision", "batch_size"}
+    per_model = {"precision", *NETWORK_OWN}
     budgets = ({name: value for name, value in cell.settings.items() if name not in per_model} for cell in networks)
-    batches = {cell.model: cell.settings.get("batch_size") for cell in networks}
+    own = {cell.model: cell.settings for cell in networks}
     return [
-        budget_sentence(json.loads(budget), batches)
-        for budget in sorted({json.dumps(b, sort_keys=True) for b in budgets})
+        budget_sentence(json.loads(budget), own) for budget in sorted({json.dumps(b, sort_keys=True) for b in budgets})
     ]
 
 
-def batch_phrase(batches: dict[str, Any]) -> str:
-    """'batches of 32', or where the models differ 'batches of 16 (cnn), 32 (rnn, crnn)'."""
-    models_of: dict[Any, list[str]] = {}
-    for model, size in batches.items():
-        models_of.setdefault(size, []).append(model)
+def per_model_phrase(phrases: dict[str, str]) -> str:
+    """The phrase every model shares ('32'), or each phrase with its models: '16 (cnn) or 32 (rnn, crnn)'."""
+    models_of: dict[str, list[str]] = {}
+    for model, phrase in phrases.items():
+        models_of.setdefault(phrase, []).append(model)
     if len(models_of) == 1:
-        return f"batches of {next(iter(models_of))}"
-    return "batches of " + ", ".join(f"{size} ({', '.join(models)})" for size, models in models_of.items())
+        return next(iter(models_of))
+    return " or ".join(f"{phrase} ({', '.join(models)})" for phrase, models in models_of.items())
 
 
 def stopping_phrase(settings: dict[str, Any]) -> str:
@@ -293,7 +292,8 @@ def stopping_phrase(settings: dict[str, Any]) -> str:
     return f"every epoch run, {kept} kept{validation}"
 
 
-def budget_sentence(settings: dict[str, Any], batches: dict[str, Any]) -> str:
+def budget_sentence(settings: dict[str, Any], own: dict[str, dict[str, Any]]) -> str:
+    """One budget in words; `own` holds each network's settings, for those it may have its own of."""
     crops = settings.get("crops_per_track")
     per_epoch = (
         f"{crops} random crop{'s' if crops != 1 else ''} of every training track (as many at every clip length, "
@@ -301,17 +301,22 @@ def budget_sentence(settings: dict[str, Any], batches: dict[str, Any]) -> str:
         if crops
         else "as many random crops of each training track as it holds clips (fewer optimiser steps at longer clips)"
     )
-    schedule = " with a cosine schedule" if settings.get("schedule") == "cosine" else ""
-    stopping = stopping_phrase(settings)
+    batches = per_model_phrase({model: str(values.get("batch_size")) for model, values in own.items()})
+    schedules = per_model_phrase({model: _schedule_words(values.get("schedule")) for model, values in own.items()})
+    stopping = per_model_phrase({model: stopping_phrase(values) for model, values in own.items()})
     decay = settings.get("weight_decay", 0.0)
     optimiser = f"AdamW (weight decay {decay:g})" if decay else "Adam"
     smoothing = settings.get("label_smoothing", 0.0)
     targets = f", targets smoothed by {smoothing:g}" if smoothing else ""
     return (
         f"The networks' training budget: up to {settings.get('epochs')} epochs, each of {per_epoch}, in "
-        f"{batch_phrase(batches)}, {optimiser} at {settings.get('learning_rate')}{schedule}, {stopping}; "
+        f"batches of {batches}, {optimiser} at {settings.get('learning_rate')}, {schedules}; {stopping}; "
         f"augmentation: {settings.get('augment', 'none')}{targets}."
     )
+
+
+def _schedule_words(schedule: str | None) -> str:
+    return "on a cosine schedule after one epoch's warm-up" if schedule == "cosine" else "constant"
 
 
 def costs_section(analysis: Analysis, plot: Plot | None) -> Section:

@@ -130,8 +130,8 @@ def train_cell(
     on the device that trains, and cell.json records the resolved one. With `tracking`'s checkpoint, folds it
     holds finished are copied, not trained, and a fold it holds half-trained continues from its last epoch."""
     model_spec, settings = spec(model), settings or TrainingSettings()
-    settings.check()
     settings = resolved_settings(settings, model_spec)
+    settings.check()
     _check_feature_set(model_spec, data)
     clip_frames = model_spec.clip_frames(clip_seconds, data.feature_config)
     store = FeatureSet.open(data.store, data.feature_config)

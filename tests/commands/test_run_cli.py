@@ -69,7 +69,8 @@ def locations(tmp_path: Path) -> list[str]:
         (["--split", "half"], "unknown split 'half'"),
         (["--seeds", "-1"], "seeds must be non-negative integers"),
         (["--tracks-per-genre", "0"], "--tracks-per-genre: Input should be greater than or equal to 1"),
-        (["--hold-out-validation", "false"], "early stopping needs the validation tracks held out"),
+        (["--hold-out-validation", "false"], "cnn: early stopping needs the validation tracks held out"),
+        (["--models", "rnn", "crnn", "--average-weights", "true"], "crnn: averaging the weights needs early stopping"),
     ],
 )
 def test_bad_options_are_one_line_before_prefect_starts(options: list[str], message: str, tmp_path: Path) -> None:

@@ -108,16 +108,26 @@ def test_the_precision_enters_a_cells_cache_key_as_resolved_here() -> None:
     assert keys["auto"] == keys[resolved]
 
 
-def test_a_cell_without_a_batch_size_takes_its_models_own_and_shares_its_key() -> None:
+def test_a_cell_takes_its_models_own_settings_where_the_run_left_them_open_and_shares_their_key() -> None:
     from genreflow.core import FeatureConfig, TrainingSettings
     from genreflow.flows.cells import training_key
     from genreflow.models.registry import spec
     from genreflow.tasks.training.train import TrainingData
 
-    assert precision.resolved_settings(TrainingSettings(), spec("cnn")).batch_size == spec("cnn").batch_size == 16
-    assert precision.resolved_settings(TrainingSettings(), spec("rnn")).batch_size == 32
-    assert precision.resolved_settings(TrainingSettings(batch_size=8), spec("cnn")).batch_size == 8
+    open_settings = TrainingSettings()
+    cnn, rnn = (precision.resolved_settings(open_settings, spec(name)) for name in ("cnn", "rnn"))
+    assert (cnn.batch_size, cnn.schedule, cnn.early_stopping) == (16, "constant", True)
+    assert (rnn.batch_size, rnn.schedule, rnn.early_stopping) == (32, "cosine", False)
+    chosen = precision.resolved_settings(
+        TrainingSettings(batch_size=8, schedule="constant", early_stopping=True), spec("rnn")
+    )
+    assert (chosen.batch_size, chosen.schedule, chosen.early_stopping) == (8, "constant", True)
     data = TrainingData("store.zarr", FeatureConfig(), "collection", ())
     parameters = {"model": spec("cnn"), "clip_seconds": 5.0, "seed": 0, "split": "stratified", "data": data}
     keys = [training_key({**parameters, "settings": TrainingSettings(batch_size=size)}) for size in (None, 16, 32)]
     assert keys[0] == keys[1] != keys[2]
+    rnn_keys = [
+        training_key({**parameters, "model": spec("rnn"), "settings": TrainingSettings(**chosen)})
+        for chosen in ({}, {"schedule": "cosine", "early_stopping": False}, {"schedule": "constant"})
+    ]
+    assert rnn_keys[0] == rnn_keys[1] != rnn_keys[2]

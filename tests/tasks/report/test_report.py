@@ -54,6 +54,13 @@ def write_run(
     return folder
 
 
+def report_with_settings(run_dir: Path, settings_of: Callable[[dict[str, Any]], dict[str, Any]]) -> str:
+    """The Markdown report of the fixture's cells in `run_dir`, each cell with the settings `settings_of` gives it."""
+    cells = [{**cell, "settings": settings_of(cell)} for cell in fixture_cells()]
+    (run_dir / "results.json").write_text(json.dumps({"cells": cells}))
+    return build_report(run_dir)[0].read_text()
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     """The full fixture's report, built once: (run folder, Markdown, HTML)."""
@@ -365,31 +372,28 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
 
     from genreflow.core import TrainingSettings
 
-    settings = asdict(TrainingSettings(crops_per_track=6, augment="specaugment", precision="float32", batch_size=32))
+    stopping = {"schedule": "constant", "early_stopping": True}  # as a cell records them, resolved
+    settings = asdict(
+        TrainingSettings(crops_per_track=6, augment="specaugment", precision="float32", batch_size=32, **stopping)
+    )
     run_dir = write_run(tmp_path / "run")
-    cells = [{**cell, "settings": settings} for cell in fixture_cells()]
-    (run_dir / "results.json").write_text(json.dumps({"cells": cells}))
-    markdown = build_report(run_dir)[0].read_text()
+    markdown = report_with_settings(run_dir, lambda cell: settings)
     assert markdown.count("The networks' training budget:") == 1
     assert "up to 30 epochs, each of 6 random crops of every training track (as many at every clip length" in markdown
-    assert "in batches of 32, Adam at 0.001" in markdown
+    assert "in batches of 32, Adam at 0.001, constant; stopping after 10 epochs without a lower" in markdown
     assert "stopping after 10 epochs without a lower validation loss; augmentation: specaugment." in markdown
-    full = asdict(TrainingSettings(schedule="cosine", early_stopping=False))
-    (run_dir / "results.json").write_text(
-        json.dumps({"cells": [{**cell, "settings": full} for cell in fixture_cells()]})
-    )
+    full = asdict(TrainingSettings(schedule="cosine", early_stopping=False, batch_size=32))
     assert (
-        "Adam at 0.001 with a cosine schedule, every epoch run, the last weights kept"
-        in build_report(run_dir)[0].read_text()
+        "Adam at 0.001, on a cosine schedule after one epoch's warm-up; every epoch run, the last weights kept"
+        in report_with_settings(run_dir, lambda cell: full)
     )
-    regularised = asdict(TrainingSettings(augment="mixup", label_smoothing=0.1, weight_decay=0.01))
-    (run_dir / "results.json").write_text(
-        json.dumps({"cells": [{**cell, "settings": regularised} for cell in fixture_cells()]})
-    )
-    markdown = build_report(run_dir)[0].read_text()
-    assert "AdamW (weight decay 0.01) at 0.001, stopping" in markdown
+    regularised = asdict(TrainingSettings(augment="mixup", label_smoothing=0.1, weight_decay=0.01, **stopping))
+    markdown = report_with_settings(run_dir, lambda cell: regularised)
+    assert "AdamW (weight decay 0.01) at 0.001, constant; stopping" in markdown
     assert "augmentation: mixup, targets smoothed by 0.1." in markdown
-    unvalidated = asdict(TrainingSettings(early_stopping=False, hold_out_validation=False, average_weights=True))
+    unvalidated = asdict(
+        TrainingSettings(schedule="constant", early_stopping=False, hold_out_validation=False, average_weights=True)
+    )
     cells = [
         {
             **cell,
@@ -405,8 +409,25 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
         "augmentation" in markdown
     )
     assert markdown.count("The networks' training budget:") == 1  # one budget, the batch size given per model
-    assert "in batches of 16 (cnn), 32 (" in markdown
+    assert "in batches of 16 (cnn) or 32 (" in markdown
     assert "(plots/training_curves.png)" in markdown  # the training curves, without validation ones
+
+
+def test_the_budget_gives_each_networks_own_schedule_and_stopping(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from genreflow.core import TrainingSettings
+
+    run_dir = write_run(tmp_path / "run")
+    shared = asdict(TrainingSettings(batch_size=32, schedule="constant", early_stopping=True))
+    own = {"schedule": "cosine", "early_stopping": False}
+    assert {cell["model"] for cell in fixture_cells()} > {"rnn"}, "the fixture needs the RNN and another network"
+    markdown = report_with_settings(run_dir, lambda cell: {**shared, **(own if cell["model"] == "rnn" else {})})
+    assert markdown.count("The networks' training budget:") == 1
+    assert "in batches of 32, Adam at 0.001, constant (" in markdown
+    assert "or on a cosine schedule after one epoch's warm-up (rnn); stopping after 10 epochs" in markdown
+    assert "validation loss (" in markdown
+    assert "or every epoch run, the last weights kept (rnn); augmentation" in markdown
 
 
 def test_the_headline_says_when_differences_are_within_noise(built: tuple[Path, str, str], tmp_path: Path) -> None:

@@ -128,6 +128,10 @@ def test_retraining_into_a_model_directory_replaces_the_earlier_training(
         ({"settings": TrainingSettings(weight_decay=-0.1)}, "weight_decay at least 0, got 0.0 and -0.1"),
         ({"settings": TrainingSettings(hold_out_validation=False)}, "early stopping needs the validation tracks"),
         ({"settings": TrainingSettings(average_weights=True)}, "averaging the weights needs early stopping off"),
+        (
+            {"model": "rnn", "settings": TrainingSettings(early_stopping=True, average_weights=True)},
+            "averaging the weights needs early stopping off",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(
@@ -287,7 +291,7 @@ def test_the_cosine_schedule_warms_up_over_the_first_epoch_and_decays_to_zero() 
     rates = [float(schedule(step)) for step in (0, 5, 10, 30, 50)]
     assert rates[0] == 0.0 and rates[1] == pytest.approx(5e-4) and rates[2] == pytest.approx(1e-3)
     assert rates[2] > rates[3] > rates[4] and rates[4] == pytest.approx(0.0, abs=1e-9)
-    assert learning_rate_of(TrainingSettings(learning_rate=1e-3), steps_per_epoch=10) == 1e-3
+    assert learning_rate_of(TrainingSettings(learning_rate=1e-3, schedule="constant"), steps_per_epoch=10) == 1e-3
 
 
 def test_without_early_stopping_every_epoch_runs_and_each_is_logged_as_n_of_all(
@@ -298,7 +302,9 @@ def test_without_early_stopping_every_epoch_runs_and_each_is_logged_as_n_of_all(
     from genreflow.tasks.training.train import training_callbacks
 
     stopping = [
-        c for c in training_callbacks(TrainingSettings(patience=3)) if isinstance(c, keras.callbacks.EarlyStopping)
+        c
+        for c in training_callbacks(TrainingSettings(patience=3, early_stopping=True))
+        if isinstance(c, keras.callbacks.EarlyStopping)
     ]
     assert [(c.monitor, c.patience, c.restore_best_weights) for c in stopping] == [("val_loss", 3, True)]
     assert not any(
