@@ -1,7 +1,9 @@
 """The paper's RNN: three LSTM layers of 128 units, each followed by dropout and batch norm; dense softmax.
 
 The LSTMs read the clip frame by frame, a mel spectrum per step; the last one returns only its final state.
-Dropout (0.2) is this project's choice; the paper gives none.
+The paper's code drops 30 % of each LSTM's inputs and ends on a dense layer of 128 without activation before
+the softmax; here 20 % of each LSTM's outputs are dropped, and the softmax reads the last state directly (two
+linear layers in a row compute what one does).
 """
 
 from __future__ import annotations
