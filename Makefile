@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml
 
 # The demo: the four models trained from scratch at 1 and 5 s on 150 synthetic tracks (30 of them test tracks),
 # briefly: one random crop per track and epoch, 4 epochs of batches of 8, so that it ends in minutes on 2 cores.
-# A real run drops these options (musicnn too, 15 and 30 s clips, 30 epochs, each network's own batch size, schedule
-# and stopping: models/registry.py).
+# A real run drops these options (musicnn too, 15 and 30 s clips, 30 epochs, each network's own batch size, schedule,
+# stopping and augmentation: models/registry.py).
 DEMO_ARGS ?= --models baseline cnn rnn crnn --tracks-per-genre 25 --clip-seconds 1 5 --epochs 4 --crops-per-track 1 \
 	--batch-size 8
 

@@ -29,7 +29,7 @@ AUGMENTATIONS = ("none", "specaugment", "mixup", "specaugment+mixup")  # per cro
 # (Keras' own default).
 WEIGHT_AVERAGE_MOMENTUM = 0.99
 # The training settings a network's registry entry chooses where a run leaves them None (models/spec.py).
-NETWORK_OWN = ("batch_size", "schedule", "early_stopping")
+NETWORK_OWN = ("batch_size", "schedule", "early_stopping", "augment")
 SCHEDULES = ("constant", "cosine")  # the learning rate over a training: as given, or one epoch's warm-up then cosine
 # The split names tasks/training/splits.py's parse_split accepts; the run form checks a split against it.
 SPLIT_PATTERN = r"^(stratified|paper|fault-filtered|kfold:([2-9]|[1-9][0-9]+))$"
@@ -52,7 +52,7 @@ class TrainingSettings:
     crops_per_track: int | None = DEFAULT_CROPS_PER_TRACK
     memory_cap_mb: float = DEFAULT_MEMORY_CAP_MB
     precision: str = "auto"
-    augment: str = "none"
+    augment: str | None = None  # None: the network's own
     schedule: str | None = None  # None: the network's own
     # Stop after `patience` epochs without a lower validation loss and keep the best (None: the network's own).
     early_stopping: bool | None = None

@@ -67,9 +67,10 @@ class RunParameters(BaseModel):
         DEFAULT_CROPS_PER_TRACK, ge=1, description="A network's random crops of each training track per epoch, the "
         "same at every clip length (overlapping where a track holds fewer); none: as many as the track holds.",
     )  # fmt: skip
-    augment: Augmentation = Field("none", description="What training does to each crop: none, specaugment (two "
-                                  "band and two time masks per clip), mixup (each clip and its target blended with "
-                                  "another's), or specaugment+mixup.")  # fmt: skip
+    augment: Augmentation | None = Field(None, description="What training does to each crop: none, specaugment "
+                                         "(two band and two time masks per clip), mixup (each clip and its target "
+                                         "blended with another's), or specaugment+mixup; none: each network's own: "
+                                         f"{own_values('augment')}.")  # fmt: skip
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="The share of each training target spread evenly "
                                    "over the genres.")  # fmt: skip
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW) per step, scaled by the "

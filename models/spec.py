@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from genreflow.core import (
+    AUGMENTATIONS,
     DEFAULT_BATCH_SIZE,
     FEATURE_SETS,
     LOG_MEL,
@@ -40,16 +41,19 @@ class ModelSpec:
     features: str = LOG_MEL  # the feature set it trains on (genreflow.core.FEATURE_SETS)
     neural: bool = True  # a Keras network trained in epochs, or arrays fitted once by scikit-learn
     # Its own training settings (genreflow.core.NETWORK_OWN), where a run leaves them to the model: clips per
-    # step, the learning rate's schedule, and whether training stops early on the validation loss.
+    # step, the learning rate's schedule, whether training stops early on the validation loss, and what training
+    # does to each crop.
     batch_size: int = DEFAULT_BATCH_SIZE
     schedule: str = "constant"
     early_stopping: bool = True
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         if self.min_frames < 1 or ":" not in self.builder:
             raise ValueError(f"model {self.name}: min_frames must be >= 1 and builder '<module>:<function>'")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"model {self.name}: schedule must be one of {', '.join(SCHEDULES)}")
+        for name, allowed in (("schedule", SCHEDULES), ("augment", AUGMENTATIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"model {self.name}: {name} must be one of {', '.join(allowed)}")
 
     def own_settings(self, settings: TrainingSettings) -> TrainingSettings:
         """`settings` with what the run left to the model (None) set to this model's own."""

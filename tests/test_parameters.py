@@ -38,10 +38,11 @@ def test_settings_left_open_are_each_networks_own_and_the_help_names_them() -> N
     parser = argparse.ArgumentParser()
     add_run_options(parser)
     settings = parameters_from(parser.parse_args([])).training_settings()
-    assert (settings.batch_size, settings.schedule, settings.early_stopping) == (None, None, None)
+    assert (settings.batch_size, settings.schedule, settings.early_stopping, settings.augment) == (None,) * 4
     help_text = " ".join(parser.format_help().split())
     assert "each network's own: cnn constant, rnn cosine, crnn constant." in help_text
     assert "each network's own: cnn on, rnn off, crnn on." in help_text
+    assert "each network's own: cnn none, rnn none, crnn mixup." in help_text
 
 
 def test_options_not_given_keep_the_declared_defaults() -> None:

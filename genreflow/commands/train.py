@@ -66,7 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help=f"random crops per training track per epoch, at every clip length (default {DEFAULT_CROPS_PER_TRACK})",
     )
-    train.add_argument("--augment", choices=list(AUGMENTATIONS), help="what training does to each crop (default none)")
+    train.add_argument(
+        "--augment", choices=list(AUGMENTATIONS),
+        help=f"what training does to each crop (default: the network's own: {own_values('augment')})",
+    )  # fmt: skip
     train.add_argument("--label-smoothing", type=float, help="share of each target spread over the genres (default 0)")
     train.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay (default 0: Adam)")
     train.add_argument(

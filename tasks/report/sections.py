@@ -263,7 +263,7 @@ def best_model_section(analysis: Analysis, plots: dict[str, Plot]) -> Section:
 def budget_sentences(cells: Sequence[CellResult]) -> list[str]:
     """What the networks' training budget was, once per distinct budget (a run has one; precision is left out:
     it is chosen per model and device, and the settings each network has its own of unless the run set them
-    (batch size, schedule, stopping) are given per model)."""
+    (batch size, schedule, stopping, augmentation) are given per model)."""
     networks = [cell for cell in cells if cell.settings and cell.history.get("loss")]
     per_model = {"precision", *NETWORK_OWN}
     budgets = ({name: value for name, value in cell.settings.items() if name not in per_model} for cell in networks)
@@ -304,6 +304,7 @@ def budget_sentence(settings: dict[str, Any], own: dict[str, dict[str, Any]]) ->
     batches = per_model_phrase({model: str(values.get("batch_size")) for model, values in own.items()})
     schedules = per_model_phrase({model: _schedule_words(values.get("schedule")) for model, values in own.items()})
     stopping = per_model_phrase({model: stopping_phrase(values) for model, values in own.items()})
+    augmentation = per_model_phrase({model: str(values.get("augment", "none")) for model, values in own.items()})
     decay = settings.get("weight_decay", 0.0)
     optimiser = f"AdamW (weight decay {decay:g})" if decay else "Adam"
     smoothing = settings.get("label_smoothing", 0.0)
@@ -311,7 +312,7 @@ def budget_sentence(settings: dict[str, Any], own: dict[str, dict[str, Any]]) ->
     return (
         f"The networks' training budget: up to {settings.get('epochs')} epochs, each of {per_epoch}, in "
         f"batches of {batches}, {optimiser} at {settings.get('learning_rate')}, {schedules}; {stopping}; "
-        f"augmentation: {settings.get('augment', 'none')}{targets}."
+        f"augmentation: {augmentation}{targets}."
     )
 
 

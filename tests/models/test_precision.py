@@ -116,8 +116,11 @@ def test_a_cell_takes_its_models_own_settings_where_the_run_left_them_open_and_s
 
     open_settings = TrainingSettings()
     cnn, rnn = (precision.resolved_settings(open_settings, spec(name)) for name in ("cnn", "rnn"))
-    assert (cnn.batch_size, cnn.schedule, cnn.early_stopping) == (16, "constant", True)
-    assert (rnn.batch_size, rnn.schedule, rnn.early_stopping) == (32, "cosine", False)
+    crnn = precision.resolved_settings(open_settings, spec("crnn"))
+    assert (cnn.batch_size, cnn.schedule, cnn.early_stopping, cnn.augment) == (16, "constant", True, "none")
+    assert (rnn.batch_size, rnn.schedule, rnn.early_stopping, rnn.augment) == (32, "cosine", False, "none")
+    assert (crnn.batch_size, crnn.schedule, crnn.early_stopping, crnn.augment) == (32, "constant", True, "mixup")
+    assert precision.resolved_settings(TrainingSettings(augment="none"), spec("crnn")).augment == "none"
     chosen = precision.resolved_settings(
         TrainingSettings(batch_size=8, schedule="constant", early_stopping=True), spec("rnn")
     )

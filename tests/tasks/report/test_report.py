@@ -413,21 +413,22 @@ def test_the_report_says_what_the_networks_training_budget_was(tmp_path: Path) -
     assert "(plots/training_curves.png)" in markdown  # the training curves, without validation ones
 
 
-def test_the_budget_gives_each_networks_own_schedule_and_stopping(tmp_path: Path) -> None:
+def test_the_budget_gives_each_networks_own_schedule_stopping_and_augmentation(tmp_path: Path) -> None:
     from dataclasses import asdict
 
     from genreflow.core import TrainingSettings
 
     run_dir = write_run(tmp_path / "run")
-    shared = asdict(TrainingSettings(batch_size=32, schedule="constant", early_stopping=True))
-    own = {"schedule": "cosine", "early_stopping": False}
+    shared = asdict(TrainingSettings(batch_size=32, schedule="constant", early_stopping=True, augment="none"))
+    own = {"schedule": "cosine", "early_stopping": False, "augment": "mixup"}
     assert {cell["model"] for cell in fixture_cells()} > {"rnn"}, "the fixture needs the RNN and another network"
     markdown = report_with_settings(run_dir, lambda cell: {**shared, **(own if cell["model"] == "rnn" else {})})
     assert markdown.count("The networks' training budget:") == 1
     assert "in batches of 32, Adam at 0.001, constant (" in markdown
     assert "or on a cosine schedule after one epoch's warm-up (rnn); stopping after 10 epochs" in markdown
     assert "validation loss (" in markdown
-    assert "or every epoch run, the last weights kept (rnn); augmentation" in markdown
+    assert "or every epoch run, the last weights kept (rnn); augmentation: none (" in markdown
+    assert "or mixup (rnn)." in markdown
 
 
 def test_the_headline_says_when_differences_are_within_noise(built: tuple[Path, str, str], tmp_path: Path) -> None:
