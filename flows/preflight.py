@@ -61,10 +61,7 @@ def check_training(settings: TrainingSettings, models: list[str]) -> None:
     settings.check()
     for model in models:
         if spec(model).neural:
-            try:
-                spec(model).own_settings(settings).check()
-            except ValueError as error:
-                raise ValueError(f"{model}: {error}") from None
+            spec(model).checked_settings(settings)
 
 
 def _collection_tracks(data: str, tracks_per_genre: int) -> dict[str, str]:

@@ -173,7 +173,7 @@ def _option_type(annotation: Any) -> tuple[Callable[[str], Any], bool]:
         (item,) = typing.get_args(annotation)
         return _option_type(item)[0], True
     if origin in (typing.Union, types.UnionType):
-        return _option_type(next(arg for arg in typing.get_args(annotation) if arg is not type(None)))
+        return _option_type(_not_none(annotation))
     if origin is Annotated:
         return _option_type(typing.get_args(annotation)[0])
     if origin is Literal:  # one of named strings: argparse checks the choice
@@ -186,8 +186,13 @@ def _option_type(annotation: Any) -> tuple[Callable[[str], Any], bool]:
 def _choices(annotation: Any) -> tuple[str, ...] | None:
     """The values an option of named strings (a Literal, or one that may be None) takes; None for others."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+        annotation = _not_none(annotation)
     return typing.get_args(annotation) if typing.get_origin(annotation) is Literal else None
+
+
+def _not_none(optional: Any) -> Any:
+    """The type an optional annotation (`X | None`) holds when it holds a value."""
+    return next(arg for arg in typing.get_args(optional) if arg is not type(None))
 
 
 def _yes_or_no(text: str) -> bool:

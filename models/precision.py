@@ -98,8 +98,8 @@ def cell_precision(requested: str, model_spec: ModelSpec) -> str:
 
 def resolved_settings(settings: TrainingSettings, model_spec: ModelSpec) -> TrainingSettings:
     """`settings` as a cell of `model_spec` trains with them here: the precision it trains in on this device, and
-    the model's own batch size, schedule and stopping where the run left them open. What its cell.json records
-    and its cache key hashes, so that 'auto' (or a setting left open) and what it resolves to share a key."""
+    the model's own settings (genreflow.core.NETWORK_OWN) where the run left them open. What its cell.json
+    records and its cache key hashes, so that 'auto' (or a setting left open) and what it resolves to share a key."""
     own = model_spec.own_settings(settings)
     return replace(own, precision=cell_precision(settings.precision, model_spec))
 

@@ -15,16 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from genreflow.core import (
-    AUGMENTATIONS,
-    DEFAULT_BATCH_SIZE,
-    FEATURE_SETS,
-    LOG_MEL,
-    NETWORK_OWN,
-    SCHEDULES,
-    FeatureConfig,
-    TrainingSettings,
-)
+from genreflow.core import DEFAULT_BATCH_SIZE, FEATURE_SETS, LOG_MEL, NETWORK_OWN, FeatureConfig, TrainingSettings
 from genreflow.models import import_tensorflow
 
 Builder = Callable[[tuple[int, int], int], Any]
@@ -51,14 +42,21 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.min_frames < 1 or ":" not in self.builder:
             raise ValueError(f"model {self.name}: min_frames must be >= 1 and builder '<module>:<function>'")
-        for name, allowed in (("schedule", SCHEDULES), ("augment", AUGMENTATIONS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"model {self.name}: {name} must be one of {', '.join(allowed)}")
+        self.checked_settings(TrainingSettings())  # its own settings, as a run that leaves them open trains
 
     def own_settings(self, settings: TrainingSettings) -> TrainingSettings:
         """`settings` with what the run left to the model (None) set to this model's own."""
         left_open = [name for name in NETWORK_OWN if getattr(settings, name) is None]
         return replace(settings, **{name: getattr(self, name) for name in left_open})
+
+    def checked_settings(self, settings: TrainingSettings) -> TrainingSettings:
+        """`own_settings(settings)` once `TrainingSettings.check` accepts them; a refusal names this model."""
+        own = self.own_settings(settings)
+        try:
+            own.check()
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error}") from None
+        return own
 
     @property
     def feature_config(self) -> FeatureConfig:

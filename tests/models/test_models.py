@@ -34,6 +34,21 @@ def test_the_registry_names_the_models_of_the_issues() -> None:
     assert [MODELS[name].features for name in model_names()] == ["log-mel"] * 4 + ["musicnn"]
 
 
+@pytest.mark.parametrize(
+    ("own", "message"),
+    [
+        ({"schedule": "linear"}, "odd: schedule must be one of constant, cosine, got 'linear'"),
+        ({"augment": "cutmix"}, "odd: augment must be one of none, specaugment, mixup, specaugment\\+mixup"),
+        ({"batch_size": 0}, "odd: batch_size must be at least 1, got 0"),
+    ],
+)
+def test_a_registry_entry_with_settings_that_cannot_train_is_refused_naming_it(own: dict, message: str) -> None:
+    from genreflow.models.spec import ModelSpec
+
+    with pytest.raises(ValueError, match=message):
+        ModelSpec("odd", "genreflow.models.cnn:build", "odd", min_frames=1, **own)
+
+
 @pytest.mark.parametrize("name", ["cnn", "rnn", "crnn"])
 def test_each_network_takes_its_shortest_clip_and_no_shorter(name: str) -> None:
     shortest = spec(name).min_frames
